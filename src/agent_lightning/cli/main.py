@@ -1,0 +1,367 @@
+"""The `agent-lightning` command line.
+
+Operator commands (`clients`, `audit`, `retention`, `events tail`) talk to the store directly, as
+the local administrator: that is how the first AgentAdmin client of a fresh install is created.
+Everything they change is audited as actor `cli:<os user>`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent_lightning import __version__
+from agent_lightning.config import ConfigError, Settings
+
+app = typer.Typer(
+    name="agent-lightning",
+    help="Make deployed AI agents learn from their own mistakes.\n\n"
+    "Start with `agent-lightning demo` to watch an agent learn, or `agent-lightning init NAME` "
+    "for a new project. Data lives in ./.agl (SQLite) unless AGL_DATABASE_URL says otherwise.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+clients_app = typer.Typer(
+    help="Machine identities (OAuth2 clients) of an app.", no_args_is_help=True
+)
+events_app = typer.Typer(help="Look at stored telemetry.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention rules and their enforcement.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(events_app, name="events")
+app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
+
+console = Console()
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="AGL_DATABASE_URL",
+        help="SQLAlchemy URL; default: SQLite in ./.agl (postgresql://... for PostgreSQL).",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _settings(database_url: str | None = None) -> Settings:
+    try:
+        return Settings.from_env(database_url=database_url or None)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def _store(database_url: str | None):
+    from sqlalchemy.exc import OperationalError
+
+    from agent_lightning.store import Store
+
+    settings = _settings(database_url)
+    try:
+        return Store(settings.database_url)
+    except OperationalError as exc:
+        raise fail(f"cannot open the database: {exc.orig}") from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+def _cli_actor():
+    from agent_lightning.security.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        user = "unknown"
+    return Actor(f"cli:{user}", "cli")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"agent-lightning {__version__}")
+        raise typer.Exit()
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8000,
+    database_url: DatabaseUrl = None,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the API server (OpenAPI docs at /docs)."""
+    import os
+
+    import uvicorn
+
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("give both --tls-cert and --tls-key, or neither")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise fail(f"{path} does not exist")
+    if database_url:
+        os.environ["AGL_DATABASE_URL"] = database_url
+    _settings(database_url)
+    if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
+        err.print(
+            f"[bold yellow]warning:[/] listening on {host} without TLS: tokens and customer "
+            "text cross the network in clear. Use --tls-cert/--tls-key or a TLS proxy."
+        )
+    scheme = "https" if tls_cert else "http"
+    console.print(f"agent-lightning {__version__} on {scheme}://{host}:{port}  (docs: /docs)")
+    uvicorn.run(
+        "agent_lightning.server.main:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        log_level=log_level,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
+
+
+# -- init ------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Directory to create for the project.")],
+    template: Annotated[
+        str, typer.Option(help="Starting point: blank (more templates come with the runtime).")
+    ] = "blank",
+) -> None:
+    """Create a project skeleton: config/, policies/, runtimes/runtime.yaml."""
+    from agent_lightning.cli.project import ProjectExists, create_project
+
+    try:
+        created = create_project(Path(name), template)
+    except ProjectExists as exc:
+        raise fail(str(exc)) from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]created[/] {name}/")
+    for path in created:
+        console.print(f"  {path}")
+    console.print(f"\nnext: cd {name} && agent-lightning serve")
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+@clients_app.command("create")
+def clients_create(
+    app_id: Annotated[str, typer.Option("--app", help="The app (tenant) the client belongs to.")],
+    role: Annotated[
+        list[str],
+        typer.Option(help="Role, repeatable: AgentAdmin, Developer, Analyst, Agent."),
+    ] = ["Agent"],  # noqa: B006 - Typer reads the default
+    name: Annotated[str, typer.Option(help="A label for people.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a client; prints its id and secret once (the secret is stored hashed)."""
+    from agent_lightning.security.audit import AuditLog
+    from agent_lightning.security.identities import create_client
+    from agent_lightning.security.rbac import UnknownRole
+
+    if not app_id or len(app_id) > 64:
+        raise fail("--app must be 1 to 64 characters")
+    store = _store(database_url)
+    try:
+        new = create_client(store, AuditLog(store), app_id, role, _cli_actor(), name)
+    except UnknownRole as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(new.as_dict()))
+        return
+    console.print(f"client_id: [bold]{new.client_id}[/]")
+    console.print(f"secret:    [bold]{new.secret}[/]")
+    console.print(f"app: {new.app}   roles: {', '.join(new.roles)}")
+    console.print("[yellow]Store the secret now: it is not shown again.[/]")
+
+
+@clients_app.command("list")
+def clients_list(
+    app_id: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List clients (never their secrets)."""
+    store = _store(database_url)
+    table = Table("client_id", "app", "roles", "name", "created", "revoked")
+    for c in store.list_clients(app_id):
+        table.add_row(
+            c.id,
+            c.app_id,
+            ", ".join(c.roles),
+            c.name,
+            str(c.created_at)[:19],
+            str(c.revoked_at)[:19] if c.revoked_at else "",
+        )
+    console.print(table)
+
+
+@clients_app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[str, typer.Argument(help="The client to revoke.")],
+    app_id: Annotated[str, typer.Option("--app", help="The app it belongs to.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a client: its tokens stop working at once."""
+    from agent_lightning.security.audit import AuditLog
+    from agent_lightning.security.identities import revoke_client
+    from agent_lightning.store import NotFound
+
+    store = _store(database_url)
+    try:
+        revoke_client(store, AuditLog(store), app_id, client_id, _cli_actor())
+    except NotFound as exc:
+        raise fail(str(exc)) from None
+    console.print(f"revoked {client_id}")
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@events_app.command("tail")
+def events_tail(
+    app_id: Annotated[str, typer.Option("--app", help="The app whose events to show.")],
+    limit: Annotated[int, typer.Option("-n", help="How many recent events.", min=1)] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show the latest events of an app (redacted, as stored)."""
+    from agent_lightning.server.serializers import event as event_json
+
+    store = _store(database_url)
+    page = store.list_records("events", app_id, limit=limit, order="desc")
+    rows = list(reversed(page.items))
+    last_pk = rows[-1].pk if rows else 0
+
+    def show(row) -> None:
+        if as_json:
+            print(json.dumps(event_json(row)), flush=True)
+        else:
+            console.print(
+                f"[dim]{str(row.created_at)[:19]}[/] {row.session_id or '-':>12} "
+                f"[cyan]{row.intent_prediction or '-'}[/] "
+                f"{'' if row.confidence is None else f'{row.confidence:.2f}'} {row.text or ''}"
+            )
+
+    for row in rows:
+        show(row)
+    while follow:
+        time.sleep(1.0)
+        from agent_lightning.store.pagination import encode_cursor
+
+        newer = store.list_records("events", app_id, cursor=encode_cursor(last_pk, "asc"))
+        for row in newer.items:
+            show(row)
+            last_pk = row.pk
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(database_url: DatabaseUrl = None) -> None:
+    """Check the hash chain; names the first edited, deleted or reordered entry."""
+    from agent_lightning.security.audit import AuditLog
+
+    result = AuditLog(_store(database_url)).verify()
+    if result.ok:
+        console.print(f"[green]ok[/] {result.message}")
+        return
+    raise fail(f"audit log is broken at entry {result.broken_seq}: {result.message}", 2)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[
+        Path | None, typer.Option("-o", help="File to write (default stdout).")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Export the whole audit log as JSON lines."""
+    from agent_lightning.security.audit import AuditLog, to_dict
+
+    audit = AuditLog(_store(database_url))
+    out = output.open("w") if output else sys.stdout
+    try:
+        for entry in audit.iter_all():
+            out.write(json.dumps(to_dict(entry), sort_keys=True) + "\n")
+    finally:
+        if output:
+            out.close()
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+@retention_app.command("apply")
+def retention_apply(
+    app_id: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete every record past its app's retention now (audited)."""
+    from agent_lightning.security import retention
+    from agent_lightning.security.audit import AuditLog
+
+    store = _store(database_url)
+    report = retention.apply(store, AuditLog(store), _cli_actor(), [app_id] if app_id else None)
+    table = Table("app", "events", "decisions", "rewards", title="removed")
+    for app_name, removed in report.items():
+        table.add_row(app_name, *(str(removed[k]) for k in ("events", "decisions", "rewards")))
+    console.print(table)
+
+
+@app.command("erase-user")
+def erase_user(
+    user_id: Annotated[str, typer.Argument(help="The user whose data to erase.")],
+    app_id: Annotated[str, typer.Option("--app", help="The app.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Right to erasure: delete every event, decision and reward of one user (audited)."""
+    from agent_lightning.security import retention
+    from agent_lightning.security.audit import AuditLog
+
+    if not yes and not typer.confirm(f"erase every record of user {user_id!r} in {app_id!r}?"):
+        raise typer.Exit(1)
+    store = _store(database_url)
+    removed = retention.erase_user(store, AuditLog(store), app_id, user_id, _cli_actor())
+    console.print(f"erased: {removed}")
+
+
+def main() -> None:
+    """Console-script entry point: readable errors, never a traceback for expected failures."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,168 @@
+"""DecisionService: the serving path of the loop.
+
+A decide call finds the policy registered for its decision point, asks the version that should
+serve it (the live version, or the one a rollout assigns) for a probability over the candidate
+actions, samples one, and logs the decision with that probability (its propensity) through the
+ingestion pipeline, so it can be learned from and evaluated later. With no policy yet, the choice
+is uniform at random: still a valid, learnable log.
+
+Loaded versions are cached by (policy id, version); versions are immutable, so the cache never
+needs invalidation, only bounding. Training runs elsewhere and never blocks this path.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent_lightning.ingestion import DataIngestionPipeline, DecisionIn, RankRequest
+from agent_lightning.store import NotFound, Policy, Store
+
+
+@dataclass(frozen=True)
+class DecisionOutcome:
+    decision_id: str
+    action_id: str
+    propensity: float
+    probabilities: dict[str, float]
+    policy_name: str | None
+    policy_version: int | None
+    status: str = "created"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "action_id": self.action_id,
+            "propensity": self.propensity,
+            "probabilities": self.probabilities,
+            "policy": {"name": self.policy_name, "version": self.policy_version},
+        }
+
+
+# (app_id, policy row, request) -> version number to serve; the UpdatePublisher plugs in here.
+VersionSelector = Callable[[str, Policy, RankRequest], "int | None"]
+
+
+class DecisionService:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: DataIngestionPipeline,
+        *,
+        seed: int | None = None,
+        cache_size: int = 64,
+        version_selector: VersionSelector | None = None,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.cache_size = cache_size
+        self.version_selector = version_selector
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+    def load_version(self, policy: Policy, version: int) -> Any:
+        """The learned policy object of one version (cached; versions never change)."""
+        key = (policy.id, version)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        row = self.store.get_policy_version(policy.app_id, policy.name, version)
+        from agent_lightning.learning import Policy as LearnedPolicy
+
+        model = LearnedPolicy.from_bytes(row.artifact) if row.artifact else None
+        with self._lock:
+            self._cache[key] = model
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return model
+
+    def decide(self, app_id: str, request: RankRequest) -> DecisionOutcome:
+        if request.id is not None:
+            # A retried decide returns the decision already made, not a fresh sample.
+            try:
+                done = self.store.get_record("decisions", app_id, request.id)
+            except NotFound:
+                pass
+            else:
+                return DecisionOutcome(
+                    done.id,
+                    done.action_id,
+                    done.propensity,
+                    dict(done.probabilities),
+                    done.policy_name,
+                    done.policy_version,
+                    "duplicate",
+                )
+        policy = self.store.policy_for_decision_point(app_id, request.decision_point)
+        version = None
+        if policy is not None:
+            version = policy.live_version
+            if self.version_selector is not None:
+                version = self.version_selector(app_id, policy, request)
+        model = self.load_version(policy, version) if policy and version else None
+
+        candidates = [a for a in request.actions if a.id not in set(request.exclude)]
+        if model is None:
+            probabilities = {a.id: 1.0 / len(candidates) for a in candidates}
+            with self._lock:
+                chosen = self._rng.choice(candidates).id
+        else:
+            probabilities, chosen = self._ask(model, request)
+
+        record = DecisionIn(
+            id=request.id,
+            decision_point=request.decision_point,
+            context=request.context,
+            actions=request.actions,
+            action_id=chosen,
+            propensity=max(probabilities[chosen], 1e-12),
+            probabilities=probabilities,
+            policy_name=policy.name if policy else None,
+            policy_version=version if model is not None else None,
+            session_id=request.session_id,
+            user_id=request.user_id,
+            attributes=request.attributes,
+        )
+        result = self.pipeline.ingest_decisions(app_id, [record])
+        if result.rejected:
+            rejected = result.rejected[0]
+            raise DecisionRejected(rejected.reason, rejected.message)
+        accepted = result.accepted[0]
+        return DecisionOutcome(
+            accepted.id,
+            chosen,
+            record.propensity,
+            probabilities,
+            record.policy_name,
+            record.policy_version,
+            accepted.status,
+        )
+
+    def _ask(self, model: Any, request: RankRequest) -> tuple[dict[str, float], str]:
+        from agent_lightning.learning import Action
+
+        actions = [
+            Action(id=a.id, description=a.description, features=a.features or None)
+            for a in request.actions
+        ]
+        context = request.context.model_dump()
+        with self._lock:
+            seed = self._rng.getrandbits(63)
+        decision = model.decide(context, actions, exclude=tuple(request.exclude), seed=seed)
+        return dict(decision.probabilities), decision.action_id
+
+
+class DecisionRejected(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+__all__ = ["DecisionOutcome", "DecisionRejected", "DecisionService", "NotFound"]

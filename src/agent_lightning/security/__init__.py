@@ -1,0 +1,1 @@
+"""Security: identities, RBAC, audit, PII redaction, encryption."""

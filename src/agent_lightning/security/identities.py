@@ -1,0 +1,124 @@
+"""Machine identities and API keys: created here for both the CLI and the API, always audited.
+
+A secret is shown exactly once, when it is created; only its slow-KDF hash is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent_lightning.security.audit import Actor, AuditLog
+from agent_lightning.security.passwords import (
+    generate_client_id,
+    generate_secret,
+    hash_secret,
+    make_api_key,
+    parse_api_key,
+)
+from agent_lightning.security.rbac import Role, parse_roles
+from agent_lightning.store import ApiKey, Client, Store
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client_id: str
+    secret: str
+    app: str
+    roles: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "client_id": self.client_id,
+            "secret": self.secret,
+            "app": self.app,
+            "roles": self.roles,
+        }
+
+
+def create_client(
+    store: Store,
+    audit: AuditLog,
+    app_id: str,
+    roles: list[str] | tuple[str, ...],
+    actor: Actor,
+    name: str = "",
+) -> NewClient:
+    parsed = parse_roles(list(roles)) or (Role.AGENT,)
+    store.ensure_app(app_id)
+    client_id = generate_client_id()
+    secret = generate_secret()
+    store.add_client(
+        Client(
+            id=client_id,
+            app_id=app_id,
+            name=name,
+            secret_hash=hash_secret(secret),
+            roles=[r.value for r in parsed],
+            created_by=actor.name,
+        )
+    )
+    audit.record(
+        actor,
+        "client.create",
+        "client",
+        client_id,
+        app_id=app_id,
+        after={"roles": [r.value for r in parsed], "name": name},
+    )
+    return NewClient(client_id, secret, app_id, [r.value for r in parsed])
+
+
+def revoke_client(store: Store, audit: AuditLog, app_id: str, client_id: str, actor: Actor) -> None:
+    client = store.revoke_client(app_id, client_id)
+    audit.record(
+        actor,
+        "client.revoke",
+        "client",
+        client_id,
+        app_id=app_id,
+        before={"revoked": False},
+        after={"revoked": True, "roles": list(client.roles)},
+    )
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key_id: str
+    key: str
+    app: str
+    roles: list[str]
+
+
+def create_api_key(
+    store: Store,
+    audit: AuditLog,
+    app_id: str,
+    owner: str,
+    roles: list[str] | tuple[str, ...],
+    actor: Actor,
+    name: str = "",
+) -> NewApiKey:
+    parsed = parse_roles(list(roles))
+    key_id, full_key = make_api_key()
+    parsed_key = parse_api_key(full_key)
+    assert parsed_key is not None  # we just made it
+    secret = parsed_key[1]
+    store.add_api_key(
+        ApiKey(
+            id=key_id,
+            app_id=app_id,
+            owner=owner,
+            name=name,
+            secret_hash=hash_secret(secret),
+            roles=[r.value for r in parsed],
+        )
+    )
+    audit.record(
+        actor,
+        "api_key.create",
+        "api_key",
+        key_id,
+        app_id=app_id,
+        after={"owner": owner, "roles": [r.value for r in parsed], "name": name},
+    )
+    return NewApiKey(key_id, full_key, app_id, [r.value for r in parsed])

@@ -1,0 +1,892 @@
+"""PII detection and redaction for the ingestion pipeline and the LLM gateway.
+
+Design
+------
+Every event and every LLM call passes through :class:`PIIRedactor` before anything is
+stored, inside a gateway latency budget of ~2 ms, so the detectors are built for the common
+case of text that contains *no* PII:
+
+* Each built-in detector is a small class with a precompiled regex and a cheap pre-check
+  (``"@" in text``, a digit count, a handful of literal trigger substrings) that skips the
+  regex entirely when the text cannot contain a match. A typical 200-character chat message
+  with no PII costs a few microseconds.
+* Regexes only *propose* candidates; precision comes from validation in Python: Luhn plus
+  issuer prefixes for cards, ISO 13616 length table plus mod-97 for IBANs, octet ranges and
+  :mod:`ipaddress` for IP addresses, the SSA area/group/serial rules for SSNs, and phone
+  numbers must have phone-like structure (a ``+`` prefix, national grouping with separators,
+  or a context word such as "call"/"tel") so arbitrary digit runs, dates, order ids and
+  amounts survive untouched.
+* All quantifiers are bounded and candidates are anchored on non-word boundaries, so the
+  run time stays linear even on megabyte-sized adversarial inputs.
+* Findings from all detectors are merged: overlapping findings form a cluster, the longest
+  (then most specific, see ``_SPECIFICITY``) decides the type, and the placeholder covers the
+  cluster's whole extent so no fragment of a partially overlapped value leaks. The output is
+  assembled from slices of the original string, which is equivalent to replacing right to
+  left: offsets always refer to the input text.
+
+A :class:`Finding` carries only the type and offsets, never the matched value, so findings
+can be logged or counted without re-leaking what was removed.
+
+Names and locations cannot be found with regexes; :class:`PresidioDetector` adapts
+``presidio-analyzer`` for that when the optional extra is installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from agent_lightning.security._pii_checks import (
+    IBAN_LENGTHS,
+    card_brand_ok,
+    iban_valid,
+    ipv6_valid,
+    luhn_valid,
+    ssn_valid,
+)
+
+__all__ = [
+    "BUILTIN_TYPES",
+    "CreditCardDetector",
+    "Detector",
+    "EmailDetector",
+    "Finding",
+    "IBANDetector",
+    "IPAddressDetector",
+    "PIIRedactor",
+    "PIIType",
+    "PhoneDetector",
+    "PresidioDetector",
+    "PresidioNotInstalledError",
+    "RedactionResult",
+    "SecretDetector",
+    "UKNINODetector",
+    "USSSNDetector",
+    "builtin_detectors",
+    "default_redactor",
+    "placeholder",
+]
+
+
+class PIIType(StrEnum):
+    """Kinds of sensitive data; the value is used in the placeholder, e.g. ``<EMAIL>``."""
+
+    EMAIL = "EMAIL"
+    PHONE = "PHONE"
+    CREDIT_CARD = "CREDIT_CARD"
+    IBAN = "IBAN"
+    IP_ADDRESS = "IP_ADDRESS"
+    US_SSN = "US_SSN"
+    UK_NINO = "UK_NINO"
+    SECRET = "SECRET"
+    # Only produced by the optional PresidioDetector.
+    PERSON = "PERSON"
+    LOCATION = "LOCATION"
+
+
+#: Types found by the built-in regex + checksum detectors.
+BUILTIN_TYPES: frozenset[PIIType] = frozenset(
+    {
+        PIIType.EMAIL,
+        PIIType.PHONE,
+        PIIType.CREDIT_CARD,
+        PIIType.IBAN,
+        PIIType.IP_ADDRESS,
+        PIIType.US_SSN,
+        PIIType.UK_NINO,
+        PIIType.SECRET,
+    }
+)
+
+# Tie-break when two overlapping findings are equally long: checksum-validated and
+# credential types beat the structurally weaker ones (a phone-shaped run inside a card).
+_SPECIFICITY: dict[PIIType, int] = {
+    PIIType.SECRET: 90,
+    PIIType.CREDIT_CARD: 80,
+    PIIType.IBAN: 75,
+    PIIType.US_SSN: 70,
+    PIIType.UK_NINO: 65,
+    PIIType.EMAIL: 60,
+    PIIType.IP_ADDRESS: 50,
+    PIIType.PHONE: 40,
+    PIIType.PERSON: 20,
+    PIIType.LOCATION: 10,
+}
+
+
+def placeholder(pii_type: PIIType) -> str:
+    """Return the replacement text for a type, e.g. ``<CREDIT_CARD>``."""
+    return f"<{pii_type.value}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detected span ``text[start:end]``. Deliberately holds no copy of the value."""
+
+    type: PIIType
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionResult:
+    """Redacted text, per-type counts (only non-zero types) and the resolved findings.
+
+    ``findings`` offsets refer to the *input* text.
+    """
+
+    text: str
+    counts: dict[str, int]
+    findings: tuple[Finding, ...]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that finds PII spans in a string."""
+
+    name: str
+
+    def find(self, text: str) -> list[Finding]: ...
+
+
+# --------------------------------------------------------------------------- shared scan
+
+_DIGIT_BYTES = b"0123456789"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_NUM_SEPARATORS = " -./:()"
+_DROP_SEPARATORS = str.maketrans("", "", _NUM_SEPARATORS)
+# A numeric "island": digits joined by at most two separator characters. Every digit-based
+# detector only looks near islands that could hold its kind of value, so a message whose
+# only numbers are "$12.99" and "2024-03-15" costs one cheap scan instead of eight regexes.
+_ISLAND_RE = re.compile(r"[0-9](?:[ \-./:()]{0,2}[0-9])*", re.ASCII)
+
+
+class _Scan:
+    """Facts about one text, computed once and shared by all built-in detectors."""
+
+    __slots__ = ("text", "lower", "digits", "_islands")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        # ASCII-only lowering keeps offsets aligned with ``text`` (str.lower may not).
+        self.lower = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+        raw = text.encode("utf-8", "surrogatepass")
+        self.digits = len(raw) - len(raw.translate(None, _DIGIT_BYTES))
+        self._islands: list[tuple[int, int, int]] | None = None
+
+    @property
+    def islands(self) -> list[tuple[int, int, int]]:
+        """(start, end, digit count) of every numeric island, in order."""
+        if self._islands is None:
+            self._islands = [
+                (m.start(), m.end(), len(m.group().translate(_DROP_SEPARATORS)))
+                for m in _ISLAND_RE.finditer(self.text)
+            ]
+        return self._islands
+
+    def windows(
+        self, min_digits: int, before: int, after: int, max_digits: int = 10_000
+    ) -> list[tuple[int, int]]:
+        """Merged (lo, hi) search windows around islands with enough digits.
+
+        ``after`` must cover the longest lookahead of the regex run in the window: a regex
+        treats ``endpos`` as the end of the string.
+        """
+        out: list[tuple[int, int]] = []
+        n = len(self.text)
+        for start, end, count in self.islands:
+            if count < min_digits or count > max_digits:
+                continue
+            lo, hi = max(0, start - before), min(n, end + after)
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+        return out
+
+
+class _BuiltinDetector:
+    """Base of the built-in detectors: ``find`` builds a scan, the redactor shares one."""
+
+    name: str = ""
+    types: frozenset[PIIType] = frozenset()
+
+    def find(self, text: str) -> list[Finding]:
+        return self._find(_Scan(text)) if text else []
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        raise NotImplementedError
+
+
+def _looks_random(token: str) -> bool:
+    """Heuristic for credential-like values: has a digit or symbol, or mixed case and long."""
+    if any(ch.isdigit() for ch in token):
+        return True
+    if not token.isalnum():
+        return True
+    return len(token) >= 16 and token != token.lower() and token != token.upper()
+
+
+# --------------------------------------------------------------------------- email
+
+_EMAIL_RE = re.compile(
+    r"(?<![\w.%+'-])"
+    r"[\w%+'-]{1,64}(?:\.[\w%+'-]{1,64}){0,8}"  # local part, dots only between atoms
+    r"@"
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}"  # domain labels
+    r"[^\W\d_]{2,24}"  # TLD: letters only
+    r"(?![\w-])"
+)
+
+
+class EmailDetector(_BuiltinDetector):
+    """RFC-5322-ish addresses (Unicode letters allowed, TLD of 2-24 letters)."""
+
+    name = "email"
+    types = frozenset({PIIType.EMAIL})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        if "@" not in scan.text:
+            return []
+        return [Finding(PIIType.EMAIL, m.start(), m.end()) for m in _EMAIL_RE.finditer(scan.text)]
+
+
+# --------------------------------------------------------------------------- phone
+
+# Shared boundaries: not glued to a word, a '+', or another digit group (so we never cut a
+# phone-shaped piece out of a longer number such as a card, an IBAN or an order id).
+_PH_START = r"(?<![\w+\-./#$€£¥])(?<!\d[ .\-/:])"
+_PH_END = r"(?![\w\-/])(?![ .,:]\d)"
+
+_PHONE_RE = re.compile(
+    _PH_START + r"(?:"
+    # International: +CC then 1-6 groups, optionally a (0) trunk or a bracketed area code.
+    r"\+[1-9]\d{0,2}(?:[ .\-]?\(0\))?(?:[ .\-]?\(\d{1,5}\))?(?:[ .\-]?\d{1,6}){1,6}"
+    # NANP with brackets: (555) 123-4567
+    r"|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}"
+    # NANP with one consistent separator, optional leading 1: 555-123-4567, 1-800-555-0199
+    r"|(?:1[ .\-])?[2-9]\d{2}(?P<us>[ .\-])\d{3}(?P=us)\d{4}"
+    # French pairs: 01 23 45 67 89, 06.12.34.56.78
+    r"|0[1-9](?P<fr>[ .\-])\d{2}(?:(?P=fr)\d{2}){3}"
+    # Trunk-0 national numbers in 2-3 groups: 020 7946 0958, 0161 496 0000, 030/1234567
+    r"|\(0\d{1,4}\)[ ]?\d{3,4}(?:[ \-]?\d{3,4})?"
+    r"|0\d{2,4}[ \-/]\d{3,4}[ \-]\d{3,4}"
+    r"|0\d{2,4}[ \-/]\d{5,8}"
+    r")" + _PH_END,
+    re.ASCII,
+)
+
+# A context word right before a bare digit run makes it a phone number: "call 5551234567".
+_PHONE_CONTEXT_WORDS = ("call", "phone", "tel", "mobile", "cell", "fax", "whatsapp", "sms")
+_PHONE_CONTEXT_WORDS += ("text me", "ring", "contact", "reach", "number")
+_PHONE_CONTEXT_TAIL_RE = re.compile(
+    r"(?i:\b(?:call(?:ed)?|phone|tel(?:ephone)?|mobile|cell(?:phone)?|fax|whatsapp|sms|"
+    r"text\s+me|ring|contact|reach\s+me|(?:phone|mobile|contact|cell)\s+number)\b"
+    r"(?:\s+(?:me|us|him|her|them|back|on|at|is|number|no\.?|nr\.?|num|now))*"
+    r"\s*[:#.]?\s*)\+?\(?\Z",
+    re.ASCII,
+)
+_PHONE_BARE_RE = re.compile(r"\+?\(?\d(?:[ .\-()]?\d){6,14}" + _PH_END, re.ASCII)
+
+
+class PhoneDetector(_BuiltinDetector):
+    """International ``+CC`` numbers, common US/UK/DE/FR national layouts, context words."""
+
+    name = "phone"
+    types = frozenset({PIIType.PHONE})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        if scan.digits < 7:
+            return []
+        text = scan.text
+        out: list[Finding] = []
+        for lo, hi in scan.windows(7, 2, 3):
+            for m in _PHONE_RE.finditer(text, lo, hi):
+                n = len(m.group().translate(_DROP_SEPARATORS).lstrip("+"))
+                if (8 <= n <= 15) if m.group().startswith("+") else (9 <= n <= 13):
+                    out.append(Finding(PIIType.PHONE, m.start(), m.end()))
+        if any(w in scan.lower for w in _PHONE_CONTEXT_WORDS):
+            for start, end, count in scan.islands:
+                if not 7 <= count <= 15:
+                    continue
+                lead = start - (text[start - 1] == "(") if start else start
+                lead -= lead > 0 and text[lead - 1] == "+"
+                if not _PHONE_CONTEXT_TAIL_RE.search(text, max(0, lead - 48), start):
+                    continue
+                m = _PHONE_BARE_RE.match(text, lead, min(len(text), end + 3))
+                if m is not None:
+                    out.append(Finding(PIIType.PHONE, m.start(), m.end()))
+        return out
+
+
+# --------------------------------------------------------------------------- payment cards
+
+# Loose candidate: 13-23 digits with single spaces/dashes. Validation below picks the
+# longest window of whole digit groups that looks like a formatted card and passes Luhn.
+_CARD_RE = re.compile(r"(?<![\w\-.,/])\d(?:[ \-]?\d){12,22}(?!\w)", re.ASCII)
+_CARD_SEP_RE = re.compile(r"[ \-]")
+
+
+def _card_groups_ok(groups: list[str]) -> bool:
+    if len(groups) == 1:
+        return True
+    # Printed cards group 4-4-4-4(-3), 4-6-5 (Amex) or 4-6-4 (Diners).
+    return len(groups[0]) == 4 and all(3 <= len(g) <= 6 for g in groups)
+
+
+def _best_card_window(candidate: str) -> tuple[int, int] | None:
+    """Return (start, end) offsets within ``candidate`` of the best valid card, if any."""
+    if "-" in candidate and " " in candidate:
+        return None  # mixed separators: not a printed card number
+    groups: list[tuple[int, int]] = []
+    pos = 0
+    for part in _CARD_SEP_RE.split(candidate):
+        groups.append((pos, pos + len(part)))
+        pos += len(part) + 1
+    best: tuple[int, int] | None = None
+    best_len = 0
+    for i in range(len(groups)):
+        for j in range(len(groups), i, -1):
+            parts = [candidate[a:b] for a, b in groups[i:j]]
+            compact = "".join(parts)
+            n = len(compact)
+            if n <= best_len or n < 13 or n > 19:
+                continue
+            if _card_groups_ok(parts) and card_brand_ok(compact) and luhn_valid(compact):
+                best, best_len = (groups[i][0], groups[j - 1][1]), n
+    return best
+
+
+class CreditCardDetector(_BuiltinDetector):
+    """13-19 digit card numbers (spaces/dashes allowed) passing Luhn and an issuer check."""
+
+    name = "credit_card"
+    types = frozenset({PIIType.CREDIT_CARD})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        if scan.digits < 13:
+            return []
+        out: list[Finding] = []
+        for lo, hi in scan.windows(13, 2, 2):
+            for m in _CARD_RE.finditer(scan.text, lo, hi):
+                window = _best_card_window(m.group())
+                if window is not None:
+                    s = m.start()
+                    out.append(Finding(PIIType.CREDIT_CARD, s + window[0], s + window[1]))
+        return out
+
+
+# --------------------------------------------------------------------------- IBAN
+
+# Candidate: country + check digits + up to 34 alphanumerics in optional single-space groups.
+# It may run into following words; validation cuts it at the country's registered length.
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,34}")
+
+
+def _iban_span(candidate: str) -> int | None:
+    """Return the length within ``candidate`` of a valid IBAN prefix, or None."""
+    upper = candidate.upper()
+    want = IBAN_LENGTHS.get(upper[:2])
+    if want is None:
+        return None
+    count = 0
+    for idx, ch in enumerate(upper):
+        if ch.isalnum():
+            count += 1
+            if count == want:
+                end = idx + 1
+                # Must end on a token boundary, not in the middle of a longer code.
+                if end < len(upper) and upper[end].isalnum():
+                    return None
+                compact = upper[:end].replace(" ", "").replace("-", "")
+                return end if iban_valid(compact) else None
+    return None
+
+
+class IBANDetector(_BuiltinDetector):
+    """IBANs, compact or grouped, checked against the ISO 13616 length table and mod-97."""
+
+    name = "iban"
+    types = frozenset({PIIType.IBAN})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        if scan.digits < 8:
+            return []
+        text = scan.text
+        out: list[Finding] = []
+        # Every IBAN starts with two letters directly followed by the check-digit island.
+        for start, _end, _count in scan.islands:
+            if start < 2 or not text[start - 2 : start].isalpha():
+                continue
+            m = _IBAN_RE.match(text, start - 2)
+            if m is None:
+                continue
+            n = _iban_span(m.group())
+            if n is not None:
+                out.append(Finding(PIIType.IBAN, m.start(), m.start() + n))
+        return out
+
+
+# --------------------------------------------------------------------------- IP addresses
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4_RE = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w)(?!\.\d)", re.ASCII)
+# Candidate: hex groups and colons, optionally ending in a dotted quad (::ffff:1.2.3.4);
+# ipaddress does the real validation so times like 10:32:45 and MAC addresses are rejected.
+_IPV6_RE = re.compile(
+    r"(?<![\w:.])(?=[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:]{2,39}"
+    r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w.])",
+    re.ASCII,
+)
+
+
+class IPAddressDetector(_BuiltinDetector):
+    """IPv4 with valid octets (no leading zeros) and IPv6 in full/compressed/mixed forms."""
+
+    name = "ip_address"
+    types = frozenset({PIIType.IP_ADDRESS})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        text = scan.text
+        out: list[Finding] = []
+        if scan.digits >= 4 and text.count(".") >= 3:
+            for start, end, _count in scan.islands:
+                if text.count(".", start, end) < 3:
+                    continue
+                lo, hi = max(0, start - 1), min(len(text), end + 2)
+                for m in _IPV4_RE.finditer(text, lo, hi):
+                    out.append(Finding(PIIType.IP_ADDRESS, m.start(), m.end()))
+        # Compressed IPv6 always has '::'; the full form has seven colons.
+        if "::" in text or text.count(":") >= 7:
+            for m in _IPV6_RE.finditer(text):
+                cand, end = m.group(), m.end()
+                # A trailing ':' is punctuation ("fe80::1: failed"), unless it is '::'.
+                if cand.endswith(":") and not cand.endswith("::"):
+                    cand, end = cand[:-1], end - 1
+                if ipv6_valid(cand):
+                    out.append(Finding(PIIType.IP_ADDRESS, m.start(), end))
+        return out
+
+
+# --------------------------------------------------------------------------- national ids
+
+_SSN_RE = re.compile(
+    r"(?<![\w\-./])\d{3}(?P<sep>[\- ])\d{2}(?P=sep)\d{4}(?!\w)(?![\-./]\d)", re.ASCII
+)
+_SSN_CONTEXT_RE = re.compile(
+    r"(?i:\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?)\b(?:\s+is)?\s*[:#]?\s*)"
+    r"(?P<num>\d{9})(?!\w)",
+    re.ASCII,
+)
+
+
+class USSSNDetector(_BuiltinDetector):
+    """US SSNs as ``123-45-6789``/``123 45 6789``, or 9 bare digits after "SSN"."""
+
+    name = "us_ssn"
+    types = frozenset({PIIType.US_SSN})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        if scan.digits < 9:
+            return []
+        text = scan.text
+        out: list[Finding] = []
+        for lo, hi in scan.windows(9, 2, 3):
+            for m in _SSN_RE.finditer(text, lo, hi):
+                if ssn_valid(m.group().translate(_DROP_SEPARATORS)):
+                    out.append(Finding(PIIType.US_SSN, m.start(), m.end()))
+        if "ssn" in scan.lower or "social security" in scan.lower:
+            out.extend(
+                Finding(PIIType.US_SSN, m.start("num"), m.end("num"))
+                for m in _SSN_CONTEXT_RE.finditer(text)
+                if ssn_valid(m.group("num"))
+            )
+        return out
+
+
+# HMRC format: two prefix letters (D, F, I, Q, U, V never used; O not second; some prefixes
+# never allocated), six digits in optional pairs, suffix A-D.
+_NINO_RE = re.compile(
+    r"(?<![A-Za-z0-9])(?!(?i:BG|GB|KN|NK|NT|TN|ZZ))"
+    r"(?i:[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])"
+    r"(?P<sep> ?)\d{2}(?P=sep)\d{2}(?P=sep)\d{2}(?P=sep)(?i:[A-D])(?![A-Za-z0-9])",
+    re.ASCII,
+)
+
+
+class UKNINODetector(_BuiltinDetector):
+    """UK National Insurance numbers (strict HMRC prefix/suffix rules)."""
+
+    name = "uk_nino"
+    types = frozenset({PIIType.UK_NINO})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        if scan.digits < 6:
+            return []
+        out: list[Finding] = []
+        for lo, hi in scan.windows(6, 4, 4, max_digits=6):
+            out.extend(
+                Finding(PIIType.UK_NINO, m.start(), m.end())
+                for m in _NINO_RE.finditer(scan.text, lo, hi)
+            )
+        return out
+
+
+# --------------------------------------------------------------------------- secrets
+
+# Vendor-prefixed credentials: (literal prefixes, regex matched at each prefix occurrence).
+_PREFIXED_SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    # PEM private keys, complete or truncated (up to the END line or the end of the base64).
+    (
+        ("-----BEGIN ",),
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----"
+            r"[A-Za-z0-9+/=\s:,\-]{0,20000}?"
+            r"(?:-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----|(?=[^A-Za-z0-9+/=\s:,\-])|\Z)"
+        ),
+    ),
+    # JWTs: header.payload.signature; header and payload are base64url JSON ('eyJ' = '{"').
+    (
+        ("eyJ",),
+        re.compile(
+            r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{5,4096}\.eyJ[A-Za-z0-9_\-]{5,8192}"
+            r"\.[A-Za-z0-9_\-]{0,4096}",
+            re.ASCII,
+        ),
+    ),
+    # OpenAI / Anthropic style: sk-..., sk-proj-..., sk-ant-api03-...
+    (("sk-",), re.compile(r"(?<![\w\-])sk-[A-Za-z0-9_\-]{20,256}(?![\w\-])", re.ASCII)),
+    # Stripe secret/publishable/restricted keys and webhook secrets.
+    (
+        ("sk_live_", "sk_test_", "pk_live_", "pk_test_", "rk_live_", "rk_test_", "whsec_"),
+        re.compile(
+            r"(?<![\w\-])(?:(?:sk|pk|rk)_(?:live|test)_|whsec_)[A-Za-z0-9]{16,256}(?!\w)",
+            re.ASCII,
+        ),
+    ),
+    # AWS access key ids.
+    (
+        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
+        re.compile(
+            r"(?<![A-Za-z0-9])A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+        ),
+    ),
+    # GitHub tokens.
+    (
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        re.compile(
+            r"(?<![\w\-])(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})(?!\w)",
+            re.ASCII,
+        ),
+    ),
+    # Slack tokens: xoxb-, xoxp-, xoxa-, xoxr-, xoxs-, app-level xapp-.
+    (
+        ("xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-"),
+        re.compile(r"(?<![\w\-])(?:xox[bpars]|xapp)-[A-Za-z0-9\-]{10,255}(?![\w\-])", re.ASCII),
+    ),
+    # Google API keys.
+    (("AIza",), re.compile(r"(?<![\w\-])AIza[0-9A-Za-z_\-]{35}(?![\w\-])", re.ASCII)),
+)
+
+_AUTH_SCHEME_RE = re.compile(
+    r"(?i:\b(?:bearer|basic|token)\s+)(?P<tok>[A-Za-z0-9\-._~+/]{12,4096}=*)(?![\w\-])",
+    re.ASCII,
+)
+_URL_CREDS_RE = re.compile(r"://(?P<cred>[^\s:/@]{1,128}:[^\s/@]{1,256})@")
+
+# Generic "name = value" credentials. Anchored on keyword occurrences (found with str.find)
+# rather than scanning the text with an alternation, which is ~10x slower in CPython's re.
+_ASSIGN_KEYWORDS = ("key", "secret", "token", "pass", "pwd")
+_ASSIGN_SUFFIXES = ("key", "secret", "token", "password", "passwd", "passphrase", "pwd", "pass")
+# Identifiers that end like a credential name but are not one.
+_ASSIGN_DENY = (
+    "publickey", "primarykey", "foreignkey", "sortkey", "partitionkey", "cachekey",
+    "idempotencykey", "routingkey", "lookupkey", "hashkey", "hotkey", "monkey", "turkey",
+    "donkey", "hockey", "whiskey", "jockey", "bypass", "compass", "surpass", "trespass",
+    "overpass", "underpass", "boardingpass", "buspass",
+)  # fmt: skip
+_IDENT_RE = re.compile(r"[A-Za-z0-9_.\-]{0,64}")
+_ASSIGN_VALUE_RE = re.compile(
+    r"[\"']?[ \t]*(?P<op>=>|[:=])[ \t]*"
+    r"(?:\"(?P<dq>[^\"\n]{3,256})\"|'(?P<sq>[^'\n]{3,256})'|(?P<bare>[^\s\"'<>,;&]{3,256}))"
+)
+_NOT_A_SECRET = frozenset({"none", "null", "nil", "true", "false", "undefined", "xxx", "***"})
+
+
+def _assignment_findings(text: str, lower: str) -> list[Finding]:
+    out: list[Finding] = []
+    seen: set[int] = set()
+    for kw in _ASSIGN_KEYWORDS:
+        i = lower.find(kw)
+        while i != -1:
+            ident_end = _IDENT_RE.match(lower, i).end()  # type: ignore[union-attr]
+            if ident_end not in seen:
+                seen.add(ident_end)
+                finding = _assignment_at(text, lower, i, ident_end)
+                if finding is not None:
+                    out.append(finding)
+            i = lower.find(kw, i + 1)
+    return out
+
+
+def _assignment_at(text: str, lower: str, kw_pos: int, ident_end: int) -> Finding | None:
+    start = kw_pos
+    while (
+        start > 0
+        and kw_pos - start < 64
+        and (lower[start - 1].isalnum() or lower[start - 1] in "_.-")
+    ):
+        start -= 1
+    ident = lower[start:ident_end].replace("_", "").replace("-", "").replace(".", "")
+    if not ident.endswith(_ASSIGN_SUFFIXES) or ident.endswith(_ASSIGN_DENY):
+        return None
+    m = _ASSIGN_VALUE_RE.match(text, ident_end)
+    if m is None:
+        return None
+    group = "dq" if m.group("dq") else "sq" if m.group("sq") else "bare"
+    value = m.group(group)
+    if value.lower() in _NOT_A_SECRET or value.startswith(("<", "${", "{{", "%(")):
+        return None  # empty, already redacted, or a template reference
+    # "password: reset failed" is prose; "password: Hunter2!" is a credential.
+    if m.group("op") == ":" and group == "bare" and not _looks_random(value):
+        return None
+    return Finding(PIIType.SECRET, m.start(group), m.end(group))
+
+
+class SecretDetector(_BuiltinDetector):
+    """API keys, tokens, passwords in assignments, bearer/basic credentials, PEM keys."""
+
+    name = "secret"
+    types = frozenset({PIIType.SECRET})
+
+    def _find(self, scan: _Scan) -> list[Finding]:
+        text, lower = scan.text, scan.lower
+        out: list[Finding] = []
+        for prefixes, pattern in _PREFIXED_SECRETS:
+            for prefix in prefixes:
+                i = text.find(prefix)
+                while i != -1:
+                    m = pattern.match(text, i)
+                    if m is not None:
+                        out.append(Finding(PIIType.SECRET, m.start(), m.end()))
+                    i = text.find(prefix, m.end() if m is not None else i + 1)
+        if "bearer" in lower or "basic" in lower or "token" in lower:
+            for m in _AUTH_SCHEME_RE.finditer(text):
+                if _looks_random(m.group("tok")):
+                    out.append(Finding(PIIType.SECRET, m.start("tok"), m.end("tok")))
+        if "://" in text and "@" in text:
+            out.extend(
+                Finding(PIIType.SECRET, m.start("cred"), m.end("cred"))
+                for m in _URL_CREDS_RE.finditer(text)
+            )
+        if ("=" in text or ":" in text) and any(k in lower for k in _ASSIGN_KEYWORDS):
+            out.extend(_assignment_findings(text, lower))
+        return out
+
+
+# --------------------------------------------------------------------------- Presidio
+
+
+class PresidioNotInstalledError(ImportError):
+    """Raised when :class:`PresidioDetector` is used without ``presidio-analyzer``."""
+
+
+_PRESIDIO_TYPES: dict[str, PIIType] = {
+    "PERSON": PIIType.PERSON,
+    "LOCATION": PIIType.LOCATION,
+    "GPE": PIIType.LOCATION,
+    "NRP": PIIType.LOCATION,
+}
+
+
+class PresidioDetector:
+    """Adapter that finds names and locations with Microsoft Presidio's NER analyzer.
+
+    Optional: ``pip install 'agent-lightning[presidio]'`` (plus a spaCy model). Presidio is
+    imported only when this class is instantiated, never when :mod:`pii` is imported. An
+    already-built ``analyzer`` (anything with Presidio's ``analyze`` signature) can be passed
+    in, which also skips the import.
+    """
+
+    name = "presidio"
+    types = frozenset({PIIType.PERSON, PIIType.LOCATION})
+
+    def __init__(
+        self,
+        entities: Sequence[str] = ("PERSON", "LOCATION"),
+        language: str = "en",
+        score_threshold: float = 0.5,
+        analyzer: Any | None = None,
+    ) -> None:
+        unknown = [e for e in entities if e not in _PRESIDIO_TYPES]
+        if unknown:
+            raise ValueError(f"unsupported Presidio entities: {unknown}")
+        if analyzer is None:
+            try:
+                from presidio_analyzer import AnalyzerEngine
+            except ImportError as exc:
+                raise PresidioNotInstalledError(
+                    "PresidioDetector needs presidio-analyzer: "
+                    "pip install 'agent-lightning[presidio]'"
+                ) from exc
+            analyzer = AnalyzerEngine()
+        self._analyzer = analyzer
+        self._entities = list(entities)
+        self._language = language
+        self._threshold = score_threshold
+
+    def find(self, text: str) -> list[Finding]:
+        if not text:
+            return []
+        results = self._analyzer.analyze(
+            text=text,
+            entities=self._entities,
+            language=self._language,
+            score_threshold=self._threshold,
+        )
+        return [
+            Finding(_PRESIDIO_TYPES[r.entity_type], r.start, r.end)
+            for r in results
+            if r.entity_type in _PRESIDIO_TYPES and r.score >= self._threshold
+        ]
+
+
+# --------------------------------------------------------------------------- redactor
+
+
+def builtin_detectors() -> list[Detector]:
+    """Fresh instances of every built-in regex + checksum detector."""
+    return [
+        SecretDetector(),
+        EmailDetector(),
+        CreditCardDetector(),
+        IBANDetector(),
+        USSSNDetector(),
+        UKNINODetector(),
+        IPAddressDetector(),
+        PhoneDetector(),
+    ]
+
+
+def _resolve(findings: list[Finding], length: int) -> list[Finding]:
+    """Merge overlapping findings; return non-overlapping findings sorted by start."""
+    valid = [f for f in findings if 0 <= f.start < f.end <= length]
+    if len(valid) <= 1:
+        return valid
+    valid.sort(key=lambda f: (f.start, -f.end))
+    out: list[Finding] = []
+    cluster = [valid[0]]
+    cluster_end = valid[0].end
+    for f in valid[1:]:
+        if f.start < cluster_end:
+            cluster.append(f)
+            cluster_end = max(cluster_end, f.end)
+        else:
+            out.append(_merge(cluster, cluster_end))
+            cluster, cluster_end = [f], f.end
+    out.append(_merge(cluster, cluster_end))
+    return out
+
+
+def _merge(cluster: list[Finding], end: int) -> Finding:
+    if len(cluster) == 1:
+        return cluster[0]
+    winner = max(cluster, key=lambda f: (f.end - f.start, _SPECIFICITY.get(f.type, 0)))
+    # The placeholder spans the whole cluster so no partially covered value leaks.
+    return Finding(winner.type, cluster[0].start, end)
+
+
+class PIIRedactor:
+    """Runs detectors over text and replaces each finding with a typed placeholder.
+
+    ``types`` restricts which kinds are redacted (default: every kind the detectors find).
+    Instances are immutable after construction and safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector] | None = None,
+        types: Iterable[PIIType] | None = None,
+    ) -> None:
+        wanted = frozenset(PIIType(t) for t in types) if types is not None else None
+        chosen = list(detectors) if detectors is not None else builtin_detectors()
+        if wanted is not None:
+            # Skip detectors that declare types none of which are wanted.
+            chosen = [d for d in chosen if not getattr(d, "types", None) or wanted & d.types]
+        self._detectors: tuple[Detector, ...] = tuple(chosen)
+        self._types = wanted
+
+    @property
+    def detectors(self) -> tuple[Detector, ...]:
+        return self._detectors
+
+    def detect(self, text: str) -> list[Finding]:
+        """Return resolved (non-overlapping, sorted) findings for ``text``."""
+        if not text:
+            return []
+        raw: list[Finding] = []
+        scan: _Scan | None = None
+        for detector in self._detectors:
+            if isinstance(detector, _BuiltinDetector):
+                # Built-ins share one scan (lower-cased text, digit count, numeric islands).
+                if scan is None:
+                    scan = _Scan(text)
+                raw.extend(detector._find(scan))
+            else:
+                raw.extend(detector.find(text))
+        if self._types is not None:
+            raw = [f for f in raw if f.type in self._types]
+        return _resolve(raw, len(text))
+
+    def redact(self, text: str) -> RedactionResult:
+        """Replace every finding in ``text`` with its placeholder."""
+        findings = self.detect(text)
+        if not findings:
+            return RedactionResult(text, {}, ())
+        pieces: list[str] = []
+        counts: dict[str, int] = {}
+        pos = 0
+        # Slicing the original by ascending offsets equals right-to-left in-place replacement.
+        for f in findings:
+            pieces.append(text[pos : f.start])
+            pieces.append(placeholder(f.type))
+            pos = f.end
+            counts[f.type.value] = counts.get(f.type.value, 0) + 1
+        pieces.append(text[pos:])
+        return RedactionResult("".join(pieces), counts, tuple(findings))
+
+    def redact_value(self, value: Any) -> tuple[Any, dict[str, int]]:
+        """Redact every string inside a JSON-like value (dict/list/tuple nesting).
+
+        Returns a new object and summed counts; the input is never mutated. Dict keys and
+        non-string scalars (numbers, bools, None) are kept as they are.
+        """
+        counts: dict[str, int] = {}
+        return self._walk(value, counts), counts
+
+    def _walk(self, value: Any, counts: dict[str, int]) -> Any:
+        if isinstance(value, str):
+            result = self.redact(value)
+            for k, v in result.counts.items():
+                counts[k] = counts.get(k, 0) + v
+            return result.text
+        if isinstance(value, dict):
+            return {k: self._walk(v, counts) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._walk(v, counts) for v in value]
+        if isinstance(value, tuple):
+            items = [self._walk(v, counts) for v in value]
+            if hasattr(value, "_fields"):  # namedtuple keeps its type
+                return type(value)(*items)
+            return tuple(items)
+        return value
+
+
+@functools.cache
+def default_redactor() -> PIIRedactor:
+    """Process-wide redactor with all built-in detectors (built once, then shared)."""
+    return PIIRedactor()

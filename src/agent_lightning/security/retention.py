@@ -1,0 +1,81 @@
+"""Retention: how long each kind of record is kept per app, and the job that enforces it.
+
+Defaults follow the product's guidance: raw telemetry (events) 30 days, decisions and rewards one
+year. Apply runs from the server's scheduler and from `agent-lightning retention apply`, and every
+run is audited with what it removed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from agent_lightning.security.audit import Actor, AuditLog
+from agent_lightning.store import RetentionRule, Store, utcnow
+
+KINDS = ("events", "decisions", "rewards")
+DEFAULT_DAYS = {"events": 30, "decisions": 365, "rewards": 365}
+MAX_DAYS = 36_500
+
+
+def rules(store: Store, app_id: str) -> dict[str, int]:
+    """Days to keep each kind for one app (stored rule, or the default)."""
+    out = dict(DEFAULT_DAYS)
+    with store.session() as s:
+        for rule in s.scalars(select(RetentionRule).where(RetentionRule.app_id == app_id)):
+            if rule.enabled:
+                out[rule.kind] = rule.days
+    return out
+
+
+def set_rule(
+    store: Store, audit: AuditLog, app_id: str, kind: str, days: int, actor: Actor
+) -> dict[str, int]:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_DAYS}")
+    before = rules(store, app_id)
+    with store.session() as s:
+        rule = s.scalar(
+            select(RetentionRule).where(RetentionRule.app_id == app_id, RetentionRule.kind == kind)
+        )
+        if rule is None:
+            s.add(RetentionRule(app_id=app_id, kind=kind, days=days))
+        else:
+            rule.days, rule.enabled, rule.updated_at = days, True, utcnow()
+    after = rules(store, app_id)
+    audit.record(
+        actor,
+        "retention.set",
+        "retention_rule",
+        kind,
+        app_id=app_id,
+        before={kind: before[kind]},
+        after={kind: after[kind]},
+    )
+    return after
+
+
+def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None = None) -> dict:
+    """Delete what is past its retention for every app (or the given ones); audited per app."""
+    now = utcnow()
+    report: dict[str, dict[str, int]] = {}
+    for app_id in app_ids or [a.id for a in store.list_apps()]:
+        removed: dict[str, int] = {}
+        # Rewards first, then decisions (rewards hang off decisions), then events.
+        for kind in ("rewards", "decisions", "events"):
+            days = rules(store, app_id)[kind]
+            removed[kind] = store.delete_older_than(app_id, kind, now - timedelta(days=days))
+        report[app_id] = removed
+        audit.record(actor, "retention.apply", "app", app_id, app_id=app_id, after=removed)
+    return report
+
+
+def erase_user(store: Store, audit: AuditLog, app_id: str, user_id: str, actor: Actor) -> dict:
+    """Right to erasure: every record of the user, everywhere in the app; audited."""
+    removed = store.delete_user(app_id, user_id)
+    # The audit entry names the user id (needed to prove the erasure) but holds no content.
+    audit.record(actor, "user.erase", "user", user_id, app_id=app_id, after=removed)
+    return removed

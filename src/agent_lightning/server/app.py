@@ -1,0 +1,179 @@
+"""The FastAPI application: wiring only. Logic lives in the components it calls.
+
+`create_app()` builds the components from Settings, mounts the `/v1` API behind the RBAC check,
+and refuses to start if any route is missing from the access table.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agent_lightning import __version__
+from agent_lightning.config import Settings
+from agent_lightning.security.rbac import ROUTE_PERMISSIONS
+from agent_lightning.server.auth import authorize
+from agent_lightning.server.errors import error_body, install_error_handlers
+from agent_lightning.server.routes import admin, health, policies, telemetry
+from agent_lightning.server.state import ServerState, build_state
+from agent_lightning.store import Store
+
+log = logging.getLogger("agent_lightning.server")
+
+API_PREFIX = "/v1"
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with 413 before reading them whole (pure ASGI, streaming)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, send, request_id)
+            return
+        received = 0
+        too_large = False
+
+        async def limited_receive():
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._too_large(scope, send, request_id)
+
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+        import json
+
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "message": f"the request body is larger than {self.max_bytes} bytes",
+                },
+                "request_id": request_id,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _request_id(scope: Scope) -> str:
+    given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+    if given and len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex
+
+
+def check_route_table(app: FastAPI) -> None:
+    """Every /v1 route must have an access rule: fail at startup, not in production."""
+    missing = []
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path.startswith(API_PREFIX):
+            for method in route.methods:
+                if (method, route.path) not in ROUTE_PERMISSIONS:
+                    missing.append(f"{method} {route.path}")
+    if missing:
+        raise RuntimeError(
+            "routes without an access rule in rbac.ROUTE_PERMISSIONS: " + ", ".join(missing)
+        )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    state: ServerState | None = None,
+    start_background: bool = True,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    state = state or build_state(settings, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if start_background:
+            for hook in app.state.agl.extras.get("on_startup", []):
+                hook()
+        try:
+            yield
+        finally:
+            for hook in reversed(app.state.agl.extras.get("on_shutdown", [])):
+                hook()
+
+    app = FastAPI(
+        title="agent-lightning",
+        version=__version__,
+        description="Make deployed AI agents learn from their own mistakes. Every route but "
+        "health and the token endpoint needs a bearer token (POST /v1/oauth/token).",
+        lifespan=lifespan,
+    )
+    app.state.agl = state
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
+    api.include_router(health.router)
+    api.include_router(admin.router)
+    api.include_router(telemetry.router)
+    api.include_router(policies.router)
+    for extra in state.extras.get("routers", []):
+        api.include_router(extra)
+    app.include_router(api)
+
+    @app.middleware("http")
+    async def _no_store(request: Request, call_next):
+        response = await call_next(request)
+        if request.url.path.startswith(API_PREFIX):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    check_route_table(app)
+    _ = error_body  # re-exported for components that build their own responses
+    return app

@@ -1,0 +1,23 @@
+"""Optional components a full server adds to the core state (learning controller, ...).
+
+Kept apart from `app.create_app` so tests can build a bare app with only the core.
+"""
+
+from __future__ import annotations
+
+from agent_lightning.config import Settings
+from agent_lightning.server.state import ServerState, build_state
+from agent_lightning.store import Store
+
+
+def with_components(settings: Settings, store: Store | None = None) -> ServerState:
+    state = build_state(settings, store)
+    try:
+        from agent_lightning.controller import LearningController
+    except ImportError:  # the learning track is not installed in this build
+        return state
+    controller = LearningController(state.store, state.audit)
+    state.controller = controller
+    state.extras.setdefault("on_startup", []).append(controller.start)
+    state.extras.setdefault("on_shutdown", []).append(controller.stop)
+    return state

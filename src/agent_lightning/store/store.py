@@ -1,0 +1,649 @@
+"""The Store: every read and write of the platform goes through this one interface.
+
+Callers never see a SQLAlchemy session. Each method is one transaction that has committed before
+it returns, which is what lets the API acknowledge a write only once it is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent_lightning.store.engine import create_store_engine, upgrade_schema
+from agent_lightning.store.models import (
+    ApiKey,
+    App,
+    Client,
+    Decision,
+    Event,
+    Policy,
+    PolicyVersion,
+    Reward,
+    Task,
+)
+from agent_lightning.store.pagination import Page, decode_cursor, encode_cursor
+
+
+class StoreError(Exception):
+    """Root of the store's errors."""
+
+
+class NotFound(StoreError):
+    """The record does not exist (or belongs to another app, which we never reveal)."""
+
+
+class Conflict(StoreError):
+    """The write contradicts what is stored (an id reused with other content, a name taken)."""
+
+
+def new_id(prefix: str = "") -> str:
+    """Time-ordered unique id (UUIDv7 layout) so ids sort by creation, like the rows they name."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return prefix + str(uuid.UUID(int=value))
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a listing may be narrowed by; `None` means no constraint."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    decision_point: str | None = None
+    decision_id: str | None = None
+    policy_name: str | None = None
+    policy_version: int | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class InsertOutcome:
+    """Per-record result of an idempotent insert: `created`, `duplicate` or `conflict`."""
+
+    id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """A decision joined with its rewards, aggregated as the app's settings say."""
+
+    decision: Decision
+    reward: float
+    reward_count: int
+    correct_action_id: str | None
+    defaulted: bool
+
+
+AGGREGATIONS = ("sum", "earliest", "last")
+RECORD_KINDS = {"events": Event, "decisions": Decision, "rewards": Reward}
+
+
+class Store:
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = create_store_engine(url, pool_size=pool_size)
+        if migrate:
+            upgrade_schema(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (used by readiness)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    # -- apps ---------------------------------------------------------------------------------
+
+    def ensure_app(self, app_id: str, name: str = "") -> App:
+        with self.session() as s:
+            app = s.scalar(select(App).where(App.id == app_id))
+            if app is None:
+                app = App(id=app_id, name=name or app_id, settings={})
+                s.add(app)
+            return app
+
+    def get_app(self, app_id: str) -> App:
+        with self.session() as s:
+            app = s.scalar(select(App).where(App.id == app_id))
+            if app is None:
+                raise NotFound(f"app {app_id!r} not found")
+            return app
+
+    def list_apps(self) -> list[App]:
+        with self.session() as s:
+            return list(s.scalars(select(App).order_by(App.pk)))
+
+    def update_app(self, app_id: str, **changes: Any) -> tuple[dict[str, Any], App]:
+        """Change reward settings; returns (before, after) for the audit log."""
+        allowed = {
+            "name",
+            "reward_wait_seconds",
+            "default_reward",
+            "reward_aggregation",
+            "reward_min",
+            "reward_max",
+            "settings",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown app settings: {', '.join(sorted(unknown))}")
+        if "reward_aggregation" in changes and changes["reward_aggregation"] not in AGGREGATIONS:
+            raise ValueError(f"reward_aggregation must be one of {', '.join(AGGREGATIONS)}")
+        with self.session() as s:
+            app = s.scalar(select(App).where(App.id == app_id))
+            if app is None:
+                raise NotFound(f"app {app_id!r} not found")
+            before = app_settings(app)
+            for key, value in changes.items():
+                setattr(app, key, value)
+            if app.reward_min >= app.reward_max:
+                raise ValueError("reward_min must be below reward_max")
+            return before, app
+
+    # -- identities ---------------------------------------------------------------------------
+
+    def add_client(self, client: Client) -> Client:
+        with self.session() as s:
+            s.add(client)
+            return client
+
+    def get_client(self, client_id: str) -> Client | None:
+        with self.session() as s:
+            return s.scalar(select(Client).where(Client.id == client_id))
+
+    def list_clients(self, app_id: str | None = None) -> list[Client]:
+        with self.session() as s:
+            query = select(Client).order_by(Client.pk)
+            if app_id is not None:
+                query = query.where(Client.app_id == app_id)
+            return list(s.scalars(query))
+
+    def revoke_client(self, app_id: str, client_id: str) -> Client:
+        with self.session() as s:
+            client = s.scalar(select(Client).where(Client.id == client_id, Client.app_id == app_id))
+            if client is None:
+                raise NotFound(f"client {client_id!r} not found")
+            if client.revoked_at is None:
+                client.revoked_at = utcnow()
+            return client
+
+    def add_api_key(self, key: ApiKey) -> ApiKey:
+        with self.session() as s:
+            s.add(key)
+            return key
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        with self.session() as s:
+            return s.scalar(select(ApiKey).where(ApiKey.id == key_id))
+
+    def list_api_keys(self, app_id: str) -> list[ApiKey]:
+        with self.session() as s:
+            return list(s.scalars(select(ApiKey).where(ApiKey.app_id == app_id)))
+
+    def revoke_api_key(self, app_id: str, key_id: str) -> ApiKey:
+        with self.session() as s:
+            key = s.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.app_id == app_id))
+            if key is None:
+                raise NotFound(f"API key {key_id!r} not found")
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
+            return key
+
+    def touch_api_key(self, key_id: str) -> None:
+        with self.session() as s:
+            s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+
+    # -- telemetry: idempotent batch inserts ----------------------------------------------------
+
+    def insert_records(
+        self, kind: str, app_id: str, rows: Sequence[dict[str, Any]]
+    ) -> list[InsertOutcome]:
+        """Insert rows of one kind for one app in one transaction.
+
+        Each row carries `id` and `content_hash`. An id already stored with the same hash is a
+        `duplicate` (a retry: not stored twice); with another hash it is a `conflict`. The whole
+        batch commits before this returns.
+        """
+        model = RECORD_KINDS[kind]
+        for attempt in range(3):
+            try:
+                return self._insert_once(model, app_id, rows)
+            except IntegrityError:
+                # A concurrent writer inserted one of our ids between our check and our insert;
+                # the next attempt sees it and reports it as duplicate or conflict.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _insert_once(
+        self, model: Any, app_id: str, rows: Sequence[dict[str, Any]]
+    ) -> list[InsertOutcome]:
+        ids = [row["id"] for row in rows]
+        outcomes: list[InsertOutcome] = []
+        with self.session() as s:
+            existing: dict[str, str] = {}
+            for chunk in _chunks(ids, 500):
+                existing.update(
+                    s.execute(
+                        select(model.id, model.content_hash).where(
+                            model.app_id == app_id, model.id.in_(chunk)
+                        )
+                    ).all()
+                )
+            fresh = []
+            for row in rows:
+                known = existing.get(row["id"])
+                if known is None:
+                    existing[row["id"]] = row["content_hash"]
+                    fresh.append({**row, "app_id": app_id})
+                    outcomes.append(InsertOutcome(row["id"], "created"))
+                elif known == row["content_hash"]:
+                    outcomes.append(InsertOutcome(row["id"], "duplicate"))
+                else:
+                    outcomes.append(InsertOutcome(row["id"], "conflict"))
+            if fresh:
+                s.execute(model.__table__.insert(), fresh)
+        return outcomes
+
+    def existing_decision_ids(self, app_id: str, ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        with self.session() as s:
+            for chunk in _chunks(list(set(ids)), 500):
+                found.update(
+                    s.scalars(
+                        select(Decision.id).where(Decision.app_id == app_id, Decision.id.in_(chunk))
+                    )
+                )
+        return found
+
+    def get_record(self, kind: str, app_id: str, record_id: str) -> Any:
+        model = RECORD_KINDS[kind]
+        with self.session() as s:
+            record = s.scalar(select(model).where(model.app_id == app_id, model.id == record_id))
+            if record is None:
+                raise NotFound(f"{kind[:-1]} {record_id!r} not found")
+            return record
+
+    def list_records(
+        self,
+        kind: str,
+        app_id: str,
+        filters: Filters = Filters(),
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        order: str = "asc",
+    ) -> Page[Any]:
+        model = RECORD_KINDS[kind]
+        query = select(model).where(model.app_id == app_id)
+        query = _apply_filters(query, model, filters)
+        return self._page(query, model, cursor, limit, order)
+
+    def count_records(self, kind: str, app_id: str, filters: Filters = Filters()) -> int:
+        model = RECORD_KINDS[kind]
+        query = select(func.count()).select_from(model).where(model.app_id == app_id)
+        query = _apply_filters(query, model, filters)
+        with self.session() as s:
+            return int(s.scalar(query) or 0)
+
+    def _page(self, query: Select, model: Any, cursor: str | None, limit: int, order: str) -> Page:
+        if order not in ("asc", "desc"):
+            raise ValueError("order must be 'asc' or 'desc'")
+        if cursor:
+            pk = decode_cursor(cursor, order)
+            query = query.where(model.pk > pk if order == "asc" else model.pk < pk)
+        query = query.order_by(model.pk.asc() if order == "asc" else model.pk.desc())
+        with self.session() as s:
+            items = list(s.scalars(query.limit(limit + 1)))
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_cursor(items[-1].pk, order)
+        return Page(items=items, next_cursor=next_cursor)
+
+    # -- the reward join ------------------------------------------------------------------------
+
+    def training_examples(
+        self,
+        app_id: str,
+        decision_point: str,
+        *,
+        after_pk: int = 0,
+        now: datetime | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[TrainingExample], int]:
+        """Decisions after `after_pk` whose reward is settled, joined with their rewards.
+
+        A decision is settled once it has a reward or its wait window has passed; an unrewarded
+        decision past the window gets the app's default reward. Returns the examples and the pk of
+        the last decision included (so the next task starts after it); a decision still inside its
+        window stops the scan, keeping the data range contiguous.
+        """
+        now = now or utcnow()
+        app = self.get_app(app_id)
+        window = timedelta(seconds=app.reward_wait_seconds)
+        with self.session() as s:
+            query = (
+                select(Decision)
+                .where(
+                    Decision.app_id == app_id,
+                    Decision.decision_point == decision_point,
+                    Decision.pk > after_pk,
+                )
+                .order_by(Decision.pk)
+            )
+            if limit:
+                query = query.limit(limit)
+            decisions = list(s.scalars(query))
+            rewards: dict[str, list[Reward]] = {}
+            for chunk in _chunks([d.id for d in decisions], 500):
+                for reward in s.scalars(
+                    select(Reward)
+                    .where(Reward.app_id == app_id, Reward.decision_id.in_(chunk))
+                    .order_by(Reward.pk)
+                ):
+                    rewards.setdefault(reward.decision_id or "", []).append(reward)
+        examples: list[TrainingExample] = []
+        last_pk = after_pk
+        for decision in decisions:
+            got = rewards.get(decision.id, [])
+            if not got and as_utc(decision.created_at) + window > now:
+                break
+            deadline = as_utc(decision.created_at) + window
+            # Rewards that arrive after the window are kept in the store but not trained on.
+            got = [r for r in got if as_utc(r.created_at) <= deadline]
+            if got:
+                values = [r.value for r in got]
+                if app.reward_aggregation == "earliest":
+                    value = values[0]
+                elif app.reward_aggregation == "last":
+                    value = values[-1]
+                else:
+                    value = float(sum(values))
+                correct = next((r.correct_action_id for r in got if r.correct_action_id), None)
+                examples.append(TrainingExample(decision, value, len(got), correct, False))
+            else:
+                examples.append(TrainingExample(decision, app.default_reward, 0, None, True))
+            last_pk = decision.pk
+        return examples, last_pk
+
+    # -- policies -------------------------------------------------------------------------------
+
+    def create_policy(self, policy: Policy) -> Policy:
+        with self.session() as s:
+            taken = s.scalar(
+                select(Policy.id).where(Policy.app_id == policy.app_id, Policy.name == policy.name)
+            )
+            if taken:
+                raise Conflict(f"a policy named {policy.name!r} already exists")
+            s.add(policy)
+            return policy
+
+    def get_policy(self, app_id: str, name: str) -> Policy:
+        with self.session() as s:
+            policy = s.scalar(select(Policy).where(Policy.app_id == app_id, Policy.name == name))
+            if policy is None:
+                raise NotFound(f"policy {name!r} not found")
+            return policy
+
+    def policy_for_decision_point(self, app_id: str, decision_point: str) -> Policy | None:
+        with self.session() as s:
+            return s.scalar(
+                select(Policy)
+                .where(Policy.app_id == app_id, Policy.decision_point == decision_point)
+                .order_by(Policy.pk)
+                .limit(1)
+            )
+
+    def list_policies(
+        self, app_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Policy]:
+        return self._page(
+            select(Policy).where(Policy.app_id == app_id), Policy, cursor, limit, "asc"
+        )
+
+    def add_policy_version(self, version: PolicyVersion, *, make_live: bool) -> PolicyVersion:
+        """Append an immutable version (numbered here, under the policy's row lock)."""
+        with self.session() as s:
+            policy = s.scalar(
+                select(Policy).where(Policy.id == version.policy_id).with_for_update()
+            )
+            if policy is None:
+                raise NotFound("policy not found")
+            latest = s.scalar(
+                select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
+            )
+            version.version = (latest or 0) + 1
+            version.app_id = policy.app_id
+            if version.artifact is not None:
+                version.artifact_sha256 = hashlib.sha256(version.artifact).hexdigest()
+            s.add(version)
+            if make_live:
+                policy.live_version = version.version
+                policy.updated_at = utcnow()
+            return version
+
+    def set_live_version(
+        self, app_id: str, name: str, version: int | None
+    ) -> tuple[int | None, Policy]:
+        with self.session() as s:
+            policy = s.scalar(
+                select(Policy).where(Policy.app_id == app_id, Policy.name == name).with_for_update()
+            )
+            if policy is None:
+                raise NotFound(f"policy {name!r} not found")
+            if version is not None and not s.scalar(
+                select(PolicyVersion.pk).where(
+                    PolicyVersion.policy_id == policy.id, PolicyVersion.version == version
+                )
+            ):
+                raise NotFound(f"policy {name!r} has no version {version}")
+            before = policy.live_version
+            policy.live_version = version
+            policy.updated_at = utcnow()
+            return before, policy
+
+    def get_policy_version(self, app_id: str, name: str, version: int) -> PolicyVersion:
+        with self.session() as s:
+            row = s.scalar(
+                select(PolicyVersion)
+                .join(Policy, Policy.id == PolicyVersion.policy_id)
+                .where(
+                    Policy.app_id == app_id, Policy.name == name, PolicyVersion.version == version
+                )
+            )
+            if row is None:
+                raise NotFound(f"policy {name!r} has no version {version}")
+            return row
+
+    def list_policy_versions(
+        self, app_id: str, name: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[PolicyVersion]:
+        policy = self.get_policy(app_id, name)
+        query = select(PolicyVersion).where(PolicyVersion.policy_id == policy.id)
+        return self._page(query, PolicyVersion, cursor, limit, "asc")
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def create_task(self, task: Task) -> Task:
+        with self.session() as s:
+            s.add(task)
+            return task
+
+    def get_task(self, app_id: str, task_id: str) -> Task:
+        with self.session() as s:
+            task = s.scalar(select(Task).where(Task.app_id == app_id, Task.id == task_id))
+            if task is None:
+                raise NotFound(f"task {task_id!r} not found")
+            return task
+
+    def update_task(self, task_id: str, **changes: Any) -> Task:
+        with self.session() as s:
+            task = s.scalar(select(Task).where(Task.id == task_id))
+            if task is None:
+                raise NotFound(f"task {task_id!r} not found")
+            for key, value in changes.items():
+                setattr(task, key, value)
+            return task
+
+    def list_tasks(
+        self,
+        app_id: str,
+        filters: Filters = Filters(),
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        order: str = "desc",
+    ) -> Page[Task]:
+        query = select(Task).where(Task.app_id == app_id)
+        if filters.status:
+            query = query.where(Task.status == filters.status)
+        if filters.since:
+            query = query.where(Task.created_at >= filters.since)
+        if filters.until:
+            query = query.where(Task.created_at < filters.until)
+        return self._page(query, Task, cursor, limit, order)
+
+    def fail_interrupted_tasks(self) -> int:
+        """Tasks left `running` by a crashed server can never finish; say so in their record."""
+        with self.session() as s:
+            result = s.execute(
+                update(Task)
+                .where(Task.status.in_(("running", "queued")))
+                .values(
+                    status="failed",
+                    error="the server stopped while this task was running; trigger it again",
+                    finished_at=utcnow(),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    # -- erasure and retention ------------------------------------------------------------------
+
+    def delete_user(self, app_id: str, user_id: str) -> dict[str, int]:
+        """Right to erasure: remove every record of one user of one app."""
+        counts: dict[str, int] = {}
+        with self.session() as s:
+            decision_ids = list(
+                s.scalars(
+                    select(Decision.id).where(
+                        Decision.app_id == app_id, Decision.user_id == user_id
+                    )
+                )
+            )
+            removed_rewards = 0
+            for chunk in _chunks(decision_ids, 500):
+                removed_rewards += s.execute(
+                    delete(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(chunk))
+                ).rowcount
+            removed_rewards += s.execute(
+                delete(Reward).where(Reward.app_id == app_id, Reward.user_id == user_id)
+            ).rowcount
+            counts["rewards"] = int(removed_rewards)
+            counts["decisions"] = int(
+                s.execute(
+                    delete(Decision).where(Decision.app_id == app_id, Decision.user_id == user_id)
+                ).rowcount
+            )
+            counts["events"] = int(
+                s.execute(
+                    delete(Event).where(Event.app_id == app_id, Event.user_id == user_id)
+                ).rowcount
+            )
+        return counts
+
+    def delete_older_than(self, app_id: str, kind: str, cutoff: datetime) -> int:
+        model = RECORD_KINDS[kind]
+        with self.session() as s:
+            if kind == "decisions":
+                # Rewards hang off decisions; the FK cascade does it on PostgreSQL, do it here too.
+                old = select(Decision.id).where(
+                    Decision.app_id == app_id, Decision.created_at < cutoff
+                )
+                s.execute(
+                    delete(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(old))
+                )
+            result = s.execute(
+                delete(model).where(model.app_id == app_id, model.created_at < cutoff)
+            )
+            return int(result.rowcount or 0)
+
+
+def app_settings(app: App) -> dict[str, Any]:
+    return {
+        "name": app.name,
+        "reward_wait_seconds": app.reward_wait_seconds,
+        "default_reward": app.default_reward,
+        "reward_aggregation": app.reward_aggregation,
+        "reward_min": app.reward_min,
+        "reward_max": app.reward_max,
+        "settings": dict(app.settings or {}),
+    }
+
+
+def _apply_filters(query: Select, model: Any, filters: Filters) -> Select:
+    if filters.since is not None:
+        query = query.where(model.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(model.created_at < filters.until)
+    if filters.session_id is not None and hasattr(model, "session_id"):
+        query = query.where(model.session_id == filters.session_id)
+    if filters.user_id is not None and hasattr(model, "user_id"):
+        query = query.where(model.user_id == filters.user_id)
+    if filters.decision_point is not None and hasattr(model, "decision_point"):
+        query = query.where(model.decision_point == filters.decision_point)
+    if filters.decision_id is not None and hasattr(model, "decision_id"):
+        query = query.where(model.decision_id == filters.decision_id)
+    if filters.policy_name is not None and hasattr(model, "policy_name"):
+        query = query.where(model.policy_name == filters.policy_name)
+    if filters.policy_version is not None and hasattr(model, "policy_version"):
+        query = query.where(model.policy_version == filters.policy_version)
+    return query
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
