@@ -162,7 +162,7 @@ _DROP_SEPARATORS = str.maketrans("", "", _NUM_SEPARATORS)
 # A numeric "island": digits joined by at most two separator characters. Every digit-based
 # detector only looks near islands that could hold its kind of value, so a message whose
 # only numbers are "$12.99" and "2024-03-15" costs one cheap scan instead of eight regexes.
-_ISLAND_RE = re.compile(r"[0-9](?:[ \-./:()]{0,2}[0-9])*", re.ASCII)
+_ISLAND_RE = re.compile(r"[0-9]+(?:[ \-./:()]{1,2}[0-9]+)*", re.ASCII)
 
 
 class _Scan:
@@ -180,12 +180,19 @@ class _Scan:
 
     @property
     def islands(self) -> list[tuple[int, int, int]]:
-        """(start, end, digit count) of every numeric island, in order."""
+        """(start, end, digit count) of every numeric island, in order.
+
+        The count is exact for islands of 6+ characters; for shorter ones it is an upper
+        bound (their length), which is all the detectors' thresholds (>= 6) need.
+        """
         if self._islands is None:
-            self._islands = [
-                (m.start(), m.end(), len(m.group().translate(_DROP_SEPARATORS)))
-                for m in _ISLAND_RE.finditer(self.text)
-            ]
+            islands = []
+            for m in _ISLAND_RE.finditer(self.text):
+                g = m.group()
+                # Every threshold is >= 6 digits, so short islands skip the exact count.
+                n = len(g) if len(g) < 6 or g.isdigit() else len(g.translate(_DROP_SEPARATORS))
+                islands.append((m.start(), m.end(), n))
+            self._islands = islands
         return self._islands
 
     def windows(
@@ -538,10 +545,12 @@ class UKNINODetector(_BuiltinDetector):
 
 # --------------------------------------------------------------------------- secrets
 
-# Vendor-prefixed credentials: (literal prefixes, regex matched at each prefix occurrence).
-_PREFIXED_SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+# Vendor-prefixed credentials: (gate substring, literal prefixes, regex matched at each
+# prefix occurrence). The gate is one cheap ``in`` test that rules out the whole group.
+_PREFIXED_SECRETS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
     # PEM private keys, complete or truncated (up to the END line or the end of the base64).
     (
+        "-----",
         ("-----BEGIN ",),
         re.compile(
             r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----"
@@ -551,6 +560,7 @@ _PREFIXED_SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     ),
     # JWTs: header.payload.signature; header and payload are base64url JSON ('eyJ' = '{"').
     (
+        "eyJ",
         ("eyJ",),
         re.compile(
             r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{5,4096}\.eyJ[A-Za-z0-9_\-]{5,8192}"
@@ -559,24 +569,25 @@ _PREFIXED_SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
         ),
     ),
     # OpenAI / Anthropic style: sk-..., sk-proj-..., sk-ant-api03-...
-    (("sk-",), re.compile(r"(?<![\w\-])sk-[A-Za-z0-9_\-]{20,256}(?![\w\-])", re.ASCII)),
+    ("sk-", ("sk-",), re.compile(r"(?<![\w\-])sk-[A-Za-z0-9_\-]{20,256}(?![\w\-])", re.ASCII)),
     # Stripe secret/publishable/restricted keys and webhook secrets.
     (
+        "_",
         ("sk_live_", "sk_test_", "pk_live_", "pk_test_", "rk_live_", "rk_test_", "whsec_"),
         re.compile(
             r"(?<![\w\-])(?:(?:sk|pk|rk)_(?:live|test)_|whsec_)[A-Za-z0-9]{16,256}(?!\w)",
             re.ASCII,
         ),
     ),
-    # AWS access key ids.
+    # AWS access key ids (long-term AKIA, temporary ASIA).
     (
-        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
-        re.compile(
-            r"(?<![A-Za-z0-9])A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Za-z0-9])"
-        ),
+        "A",
+        ("AKIA", "ASIA"),
+        re.compile(r"(?<![A-Za-z0-9])A(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
     ),
     # GitHub tokens.
     (
+        "_",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         re.compile(
             r"(?<![\w\-])(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})(?!\w)",
@@ -585,11 +596,12 @@ _PREFIXED_SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     ),
     # Slack tokens: xoxb-, xoxp-, xoxa-, xoxr-, xoxs-, app-level xapp-.
     (
+        "x",
         ("xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-"),
         re.compile(r"(?<![\w\-])(?:xox[bpars]|xapp)-[A-Za-z0-9\-]{10,255}(?![\w\-])", re.ASCII),
     ),
     # Google API keys.
-    (("AIza",), re.compile(r"(?<![\w\-])AIza[0-9A-Za-z_\-]{35}(?![\w\-])", re.ASCII)),
+    ("AIza", ("AIza",), re.compile(r"(?<![\w\-])AIza[0-9A-Za-z_\-]{35}(?![\w\-])", re.ASCII)),
 )
 
 _AUTH_SCHEME_RE = re.compile(
@@ -666,7 +678,9 @@ class SecretDetector(_BuiltinDetector):
     def _find(self, scan: _Scan) -> list[Finding]:
         text, lower = scan.text, scan.lower
         out: list[Finding] = []
-        for prefixes, pattern in _PREFIXED_SECRETS:
+        for gate, prefixes, pattern in _PREFIXED_SECRETS:
+            if gate not in text:
+                continue
             for prefix in prefixes:
                 i = text.find(prefix)
                 while i != -1:

@@ -1,0 +1,227 @@
+"""The store on both databases: idempotent inserts, pagination, filters, the reward join."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_lightning.store import (
+    Conflict,
+    Filters,
+    InvalidCursor,
+    NotFound,
+    Policy,
+    PolicyVersion,
+    Store,
+    content_hash,
+    new_id,
+)
+
+
+def _event(i: int, **extra) -> dict:
+    row = {"id": f"e{i}", "text": f"message {i}", "session_id": f"s{i % 3}", **extra}
+    row["content_hash"] = content_hash({k: v for k, v in row.items() if k != "id"})
+    return row
+
+
+def _decision(i: int, point: str = "intent", **extra) -> dict:
+    row = {
+        "id": f"d{i}",
+        "decision_point": point,
+        "context": {"text": f"q{i}"},
+        "actions": [{"id": "a"}, {"id": "b"}],
+        "action_id": "a",
+        "propensity": 0.5,
+        "probabilities": {"a": 0.5, "b": 0.5},
+        **extra,
+    }
+    row["content_hash"] = content_hash(row)
+    return row
+
+
+def _reward(i: int, decision_id: str, value: float, **extra) -> dict:
+    row = {"id": f"r{i}", "decision_id": decision_id, "value": value, "source": "user", **extra}
+    row["content_hash"] = content_hash(row)
+    return row
+
+
+def test_schema_is_created_and_dialect_reported(store: Store) -> None:
+    assert store.dialect in ("sqlite", "postgresql")
+    store.ping()
+    assert store.ensure_app("acme").id == "acme"
+    assert store.ensure_app("acme").id == "acme"  # idempotent
+    assert [a.id for a in store.list_apps()] == ["acme"]
+
+
+def test_idempotent_insert_created_duplicate_conflict(store: Store) -> None:
+    store.ensure_app("acme")
+    first = store.insert_records("events", "acme", [_event(1), _event(2)])
+    assert [o.status for o in first] == ["created", "created"]
+    again = store.insert_records("events", "acme", [_event(1), _event(2), _event(3)])
+    assert [o.status for o in again] == ["duplicate", "duplicate", "created"]
+    changed = _event(1, text="something else")
+    assert store.insert_records("events", "acme", [changed])[0].status == "conflict"
+    assert store.count_records("events", "acme") == 3
+    assert store.get_record("events", "acme", "e1").text == "message 1"
+
+
+def test_same_id_in_two_apps_is_two_records_and_apps_never_see_each_other(store: Store) -> None:
+    store.ensure_app("acme")
+    store.ensure_app("globex")
+    store.insert_records("events", "acme", [_event(1)])
+    store.insert_records("events", "globex", [_event(1, text="globex secret")])
+    assert store.get_record("events", "acme", "e1").text == "message 1"
+    assert store.get_record("events", "globex", "e1").text == "globex secret"
+    store.insert_records("events", "globex", [_event(9)])
+    with pytest.raises(NotFound):
+        store.get_record("events", "acme", "e9")
+    assert store.count_records("events", "acme") == 1
+
+
+def test_duplicate_id_inside_one_batch_is_stored_once(store: Store) -> None:
+    store.ensure_app("acme")
+    outcomes = store.insert_records("events", "acme", [_event(1), _event(1)])
+    assert [o.status for o in outcomes] == ["created", "duplicate"]
+    assert store.count_records("events", "acme") == 1
+
+
+def test_cursor_pagination_walks_everything_once_in_both_orders(store: Store) -> None:
+    store.ensure_app("acme")
+    store.insert_records("events", "acme", [_event(i) for i in range(25)])
+    for order in ("asc", "desc"):
+        seen, cursor = [], None
+        while True:
+            page = store.list_records("events", "acme", cursor=cursor, limit=7, order=order)
+            seen += [e.id for e in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        expected = [f"e{i}" for i in range(25)]
+        assert seen == (expected if order == "asc" else expected[::-1])
+    with pytest.raises(InvalidCursor):
+        store.list_records("events", "acme", cursor="garbage!")
+    asc_cursor = store.list_records("events", "acme", limit=2).next_cursor
+    with pytest.raises(InvalidCursor):  # a cursor of one order is refused by the other
+        store.list_records("events", "acme", cursor=asc_cursor, order="desc")
+
+
+def test_filters_by_session_policy_and_time(store: Store) -> None:
+    store.ensure_app("acme")
+    store.insert_records("events", "acme", [_event(i) for i in range(9)])
+    page = store.list_records("events", "acme", Filters(session_id="s1"))
+    assert [e.id for e in page.items] == ["e1", "e4", "e7"]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert store.list_records("events", "acme", Filters(since=future)).items == []
+    assert len(store.list_records("events", "acme", Filters(until=future)).items) == 9
+    store.insert_records(
+        "decisions",
+        "acme",
+        [_decision(1, policy_name="p", policy_version=1), _decision(2, policy_name="p", policy_version=2)],
+    )
+    page = store.list_records("decisions", "acme", Filters(policy_name="p", policy_version=2))
+    assert [d.id for d in page.items] == ["d2"]
+
+
+def test_reward_join_aggregates_and_defaults(store: Store) -> None:
+    store.ensure_app("acme")
+    store.update_app("acme", reward_wait_seconds=60, default_reward=-0.5, reward_aggregation="sum")
+    store.insert_records("decisions", "acme", [_decision(i) for i in range(4)])
+    store.insert_records(
+        "rewards",
+        "acme",
+        [_reward(1, "d0", 0.25), _reward(2, "d0", 0.5), _reward(3, "d1", 1.0)],
+    )
+    # Right now d2 and d3 are still inside their window: the scan stops at the first of them.
+    examples, last_pk = store.training_examples("acme", "intent")
+    assert [e.decision.id for e in examples] == ["d0", "d1"]
+    assert [e.reward for e in examples] == [0.75, 1.0]
+    assert examples[0].reward_count == 2
+    # After the window, the unrewarded ones get the default reward.
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    examples, last_pk = store.training_examples("acme", "intent", now=later)
+    assert [(e.decision.id, e.reward, e.defaulted) for e in examples] == [
+        ("d0", 0.75, False),
+        ("d1", 1.0, False),
+        ("d2", -0.5, True),
+        ("d3", -0.5, True),
+    ]
+    # The next task starts after the last included decision.
+    assert store.training_examples("acme", "intent", after_pk=last_pk, now=later)[0] == []
+    store.update_app("acme", reward_aggregation="last")
+    assert store.training_examples("acme", "intent", now=later)[0][0].reward == 0.5
+    store.update_app("acme", reward_aggregation="earliest")
+    assert store.training_examples("acme", "intent", now=later)[0][0].reward == 0.25
+
+
+def test_app_settings_are_validated(store: Store) -> None:
+    store.ensure_app("acme")
+    with pytest.raises(ValueError, match="reward_aggregation"):
+        store.update_app("acme", reward_aggregation="median")
+    with pytest.raises(ValueError, match="unknown"):
+        store.update_app("acme", colour="blue")
+    with pytest.raises(ValueError, match="below"):
+        store.update_app("acme", reward_min=2.0, reward_max=1.0)
+    assert store.get_app("acme").reward_max == 1.0  # the failed change was rolled back
+
+
+def test_policy_versions_are_numbered_immutable_and_live_switches(store: Store) -> None:
+    store.ensure_app("acme")
+    policy = store.create_policy(
+        Policy(id=new_id(), app_id="acme", name="intents", decision_point="intent")
+    )
+    with pytest.raises(Conflict):
+        store.create_policy(Policy(id=new_id(), app_id="acme", name="intents", decision_point="x"))
+    v1 = store.add_policy_version(
+        PolicyVersion(id=new_id(), policy_id=policy.id, artifact=b"one"), make_live=True
+    )
+    v2 = store.add_policy_version(
+        PolicyVersion(id=new_id(), policy_id=policy.id, artifact=b"two", parent_version=1),
+        make_live=False,
+    )
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.artifact_sha256 and v2.artifact_sha256 != v1.artifact_sha256
+    assert store.get_policy("acme", "intents").live_version == 1
+    before, after = store.set_live_version("acme", "intents", 2)
+    assert before == 1 and after.live_version == 2
+    with pytest.raises(NotFound):
+        store.set_live_version("acme", "intents", 7)
+    versions = store.list_policy_versions("acme", "intents").items
+    assert [(v.version, v.parent_version) for v in versions] == [(1, None), (2, 1)]
+    with pytest.raises(NotFound):
+        store.get_policy("globex", "intents")
+
+
+def test_erasure_removes_a_user_everywhere(store: Store) -> None:
+    store.ensure_app("acme")
+    store.insert_records("events", "acme", [_event(1, user_id="u1"), _event(2, user_id="u2")])
+    store.insert_records(
+        "decisions", "acme", [_decision(1, user_id="u1"), _decision(2, user_id="u2")]
+    )
+    store.insert_records("rewards", "acme", [_reward(1, "d1", 1.0), _reward(2, "d2", 1.0)])
+    removed = store.delete_user("acme", "u1")
+    assert removed == {"events": 1, "decisions": 1, "rewards": 1}
+    assert store.count_records("events", "acme") == 1
+    assert store.count_records("rewards", "acme") == 1
+    assert store.list_records("decisions", "acme").items[0].user_id == "u2"
+
+
+def test_reopening_an_existing_database_keeps_data(database_url: str) -> None:
+    first = Store(database_url)
+    first.ensure_app("acme")
+    first.insert_records("events", "acme", [_event(1)])
+    first.close()
+    second = Store(database_url)  # migrations run again: a no-op
+    assert second.count_records("events", "acme") == 1
+    second.close()
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(sqlite_url: str) -> None:
+    s = Store(sqlite_url)
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    s.ensure_app("acme")
+    with pytest.raises(Exception, match="FOREIGN KEY"):
+        s.insert_records("rewards", "acme", [_reward(1, "no-such-decision", 1.0)])
+    s.close()
