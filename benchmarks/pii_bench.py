@@ -159,9 +159,9 @@ def make_iban(rng: random.Random, valid: bool = True) -> str:
     bban = "".join(rng.choice(pools[k]) for k in IBAN_SPECS[country])
     check = iban_check(country, bban)
     if not valid:
-        check = f"{(int(check) + rng.randint(1, 90) - 2) % 97 + 2:02d}"
-        if check == iban_check(country, bban):
-            check = f"{(int(check) % 96) + 2:02d}"
+        good = check
+        while check == good:
+            check = f"{rng.randint(2, 98):02d}"
     iban = country + check + bban
     style = rng.random()
     if style < 0.5:
@@ -211,6 +211,14 @@ def make_phone(rng: random.Random) -> str:
         lambda: f"+81 3-{d(rng, 4)}-{d(rng, 4)}",
         lambda: f"+4915{d(rng, 9)}",
         lambda: f"+1{area}{d(rng, 7)}",
+        lambda: f"+1.{area}.{d(rng, 3)}.{d(rng, 4)}",
+        lambda: f"(+44) 20 {d(rng, 4)} {d(rng, 4)}",
+        lambda: f"0049 30 {d(rng, 8)}",
+        lambda: f"+353 1 {d(rng, 3)} {d(rng, 4)}",
+        lambda: f"+34 6{d(rng, 2)} {d(rng, 3)} {d(rng, 3)}",
+        lambda: f"+39 06 {d(rng, 4)} {d(rng, 4)}",
+        lambda: f"+7 (495) {d(rng, 3)}-{d(rng, 2)}-{d(rng, 2)}",
+        lambda: f"+55 11 9{d(rng, 4)}-{d(rng, 4)}",
     ]
     return rng.choice(makers)()
 
@@ -241,7 +249,9 @@ def make_ipv4(rng: random.Random) -> str:
 
 
 def h(rng: random.Random, n: int = 4) -> str:
-    return "".join(rng.choice("0123456789abcdef") for _ in range(rng.randint(1, n))).lstrip("0") or "0"
+    return (
+        "".join(rng.choice("0123456789abcdef") for _ in range(rng.randint(1, n))).lstrip("0") or "0"
+    )
 
 
 def make_ipv6(rng: random.Random) -> str:
@@ -409,7 +419,7 @@ def pii_snippet(rng: random.Random, kind: str) -> Snippet:
 
 def secret_snippet(rng: random.Random) -> Snippet:
     alnum = string.ascii_letters + string.digits
-    style = rng.randrange(14)
+    style = rng.randrange(18)
     if style == 0:
         v = "sk-" + rand_token(rng, 48)
     elif style == 1:
@@ -452,6 +462,20 @@ def secret_snippet(rng: random.Random) -> Snippet:
         )
         kind = rng.choice(["RSA ", "EC ", "", "OPENSSH "])
         v = f"-----BEGIN {kind}PRIVATE KEY-----\n{body}\n-----END {kind}PRIVATE KEY-----"
+    elif style == 14:
+        v = "sk-ant-api03-" + rand_token(rng, 80, alnum + "_-")
+    elif style == 15:
+        v = rng.choice(["rk_live_", "whsec_"]) + rand_token(rng, 32)
+    elif style == 16:
+        key = rng.choice(["client_secret", "DB_PASSWORD", "aws_secret_access_key", "auth_token"])
+        val = rand_token(rng, 40, alnum + "/+")
+        text = f"{key}={val}" if rng.random() < 0.5 else f'{{"{key}": "{val}"}}'
+        i = text.index(val)
+        return text, [(i, i + len(val), "SECRET")]
+    elif style == 17:
+        tok = base64.b64encode(f"{rng.choice(FIRST)}:{rand_token(rng, 12)}".encode()).decode()
+        text = "Authorization: Basic "
+        return text + tok, [(len(text), len(text) + len(tok), "SECRET")]
     else:
         user = rng.choice(FIRST)
         pw = rand_token(rng, 10)
@@ -488,7 +512,9 @@ def lookalike_snippet(rng: random.Random) -> str:
             f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
         ),
         lambda: f"at {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}",
-        lambda: f"tracking 1Z{rand_token(rng, 6, string.ascii_uppercase + string.digits)}{d(rng, 10)}",
+        lambda: (
+            f"tracking 1Z{rand_token(rng, 6, string.ascii_uppercase + string.digits)}{d(rng, 10)}"
+        ),
         lambda: "tracking 9400 " + " ".join(d(rng, 4) for _ in range(4)) + " " + d(rng, 2),
         lambda: f"FedEx {rng.randint(1, 9)}{d(rng, 11)}",
         lambda: f"SSN {make_ssn(rng, valid=False)} was rejected",
@@ -497,7 +523,9 @@ def lookalike_snippet(rng: random.Random) -> str:
         lambda: f"transaction id {rng.randint(1, 9)}{d(rng, 11)}",
         lambda: "device " + ":".join(f"{rng.randint(0, 255):02X}" for _ in range(6)),
         lambda: f"commit {rand_token(rng, 40, '0123456789abcdef')}",
-        lambda: "request " + "-".join(rand_token(rng, n, "0123456789abcdef") for n in (8, 4, 4, 4, 12)),
+        lambda: (
+            "request " + "-".join(rand_token(rng, n, "0123456789abcdef") for n in (8, 4, 4, 4, 12))
+        ),
         lambda: f"{rng.randint(2, 40)}% cashback on {rng.randint(2, 12)} purchases",
         lambda: "the password reset link did not work",
         lambda: "my token expired",
@@ -578,20 +606,13 @@ def build_message(rng: random.Random, queries: list[str]) -> Message:
             spans.extend((base + s, base + e, t) for s, e, t in snip_spans)
         if idx < len(words):
             add(words[idx])
-    return Message(text.strip(), spans)
+    return Message(text.rstrip(), spans)  # no leading space, offsets hold
 
 
 def generate(n: int, seed: int) -> list[Message]:
     rng = random.Random(seed)
     queries = load_queries()
-    msgs = []
-    for _ in range(n):
-        m = build_message(rng, queries)
-        # strip() may shift offsets only when the text started with a space; rebuild then.
-        if m.spans and m.text and m.spans[0][0] >= 0:
-            pass
-        msgs.append(m)
-    return msgs
+    return [build_message(rng, queries) for _ in range(n)]
 
 
 # --------------------------------------------------------------------------- scoring

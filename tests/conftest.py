@@ -103,7 +103,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @dataclass
 class Api:
-    """An app served in-process through httpx's ASGITransport, plus helpers to get identities."""
+    """An app served in-process through Starlette's TestClient (an httpx.Client), plus helpers to get identities."""
 
     app: object
     store: Store
@@ -135,8 +135,11 @@ class Api:
 def make_api(settings: Settings, store: Store) -> Api:
     from agent_lightning.server.app import create_app
 
+    from fastapi.testclient import TestClient
+
     app = create_app(settings, store=store)
-    client = httpx.Client(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    # TestClient is an httpx.Client driving the ASGI app in-process (no socket).
+    client = TestClient(app, base_url="http://testserver")
     return Api(app, store, client)
 
 

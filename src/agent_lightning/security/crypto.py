@@ -134,9 +134,7 @@ class SecretBox:
         return f"SecretBox(keys={self.key_count})"
 
     @classmethod
-    def from_env(
-        cls, var: str = ENV_VAR, environ: Mapping[str, str] | None = None
-    ) -> SecretBox:
+    def from_env(cls, var: str = ENV_VAR, environ: Mapping[str, str] | None = None) -> SecretBox:
         """Keys from a comma-separated environment variable (default ``AGL_ENCRYPTION_KEYS``)."""
         value = (os.environ if environ is None else environ).get(var, "")
         keys = [k.strip() for k in value.split(",") if k.strip()]

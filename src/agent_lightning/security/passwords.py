@@ -137,9 +137,9 @@ def needs_rehash(encoded: str) -> bool:
     if parsed is None:
         return True
     n, r, p, salt, digest = parsed
-    return (n, r, p) < (SCRYPT_N, SCRYPT_R, SCRYPT_P) or len(salt) < SALT_BYTES or (
-        len(digest) < KEY_BYTES
-    )
+    # scrypt's memory and time cost both scale with n * r.
+    weaker_cost = n * r < SCRYPT_N * SCRYPT_R or p < SCRYPT_P
+    return weaker_cost or len(salt) < SALT_BYTES or len(digest) < KEY_BYTES
 
 
 def generate_secret(nbytes: int = 32) -> str:

@@ -102,8 +102,9 @@ BUILTIN_TYPES: frozenset[PIIType] = frozenset(
     }
 )
 
-# Tie-break when two overlapping findings are equally long: checksum-validated and
-# credential types beat the structurally weaker ones (a phone-shaped run inside a card).
+# Which type wins when overlapping findings are not nested: credentials and checksum-validated
+# values beat structurally weaker ones (URL credentials "user:pass" against the e-mail-shaped
+# "pass@host"). Equal spans are decided the same way ("password=<digits>" is a SECRET).
 _SPECIFICITY: dict[PIIType, int] = {
     PIIType.SECRET: 90,
     PIIType.CREDIT_CARD: 80,
@@ -230,11 +231,11 @@ class _BuiltinDetector:
 
 
 def _looks_random(token: str) -> bool:
-    """Heuristic for credential-like values: has a digit or symbol, or mixed case and long."""
-    if any(ch.isdigit() for ch in token):
-        return True
-    if not token.isalnum():
-        return True
+    """Credential-like value: letters mixed with digits/symbols, or long and mixed case."""
+    if len(token) < 6 or not any(ch.isalpha() for ch in token):
+        return False
+    if not token.isalpha():
+        return True  # letters plus digits or symbols
     return len(token) >= 16 and token != token.lower() and token != token.upper()
 
 
@@ -266,13 +267,15 @@ class EmailDetector(_BuiltinDetector):
 
 # Shared boundaries: not glued to a word, a '+', or another digit group (so we never cut a
 # phone-shaped piece out of a longer number such as a card, an IBAN or an order id).
-_PH_START = r"(?<![\w+\-./#$€£¥])(?<!\d[ .\-/:])"
+_PH_START = r"(?<![\w+\-./#$€£¥])(?:(?=[+(])|(?<!\d[ .\-/:]))"
 _PH_END = r"(?![\w\-/])(?![ .,:]\d)"
 
 _PHONE_RE = re.compile(
     _PH_START + r"(?:"
     # International: +CC then 1-6 groups, optionally a (0) trunk or a bracketed area code.
-    r"\+[1-9]\d{0,2}(?:[ .\-]?\(0\))?(?:[ .\-]?\(\d{1,5}\))?(?:[ .\-]?\d{1,6}){1,6}"
+    r"\+[1-9]\d{0,2}\)?(?:[ .\-]?\(0\))?(?:[ .\-]?\(\d{1,5}\))?(?:[ .\-]?\d{1,6}){1,6}"
+    # International with the 00 exit code; separators required: 0049 30 12345678
+    r"|00[1-9]\d{0,2}[ .\-]\d{1,5}(?:[ .\-]\d{1,8}){1,4}"
     # NANP with brackets: (555) 123-4567
     r"|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}"
     # NANP with one consistent separator, optional leading 1: 555-123-4567, 1-800-555-0199
@@ -294,10 +297,11 @@ _PHONE_CONTEXT_TAIL_RE = re.compile(
     r"(?i:\b(?:call(?:ed)?|phone|tel(?:ephone)?|mobile|cell(?:phone)?|fax|whatsapp|sms|"
     r"text\s+me|ring|contact|reach\s+me|(?:phone|mobile|contact|cell)\s+number)\b"
     r"(?:\s+(?:me|us|him|her|them|back|on|at|is|number|no\.?|nr\.?|num|now))*"
-    r"\s*[:#.]?\s*)\+?\(?\Z",
+    r"\s*[:#.]?\s*)\Z",
     re.ASCII,
 )
-_PHONE_BARE_RE = re.compile(r"\+?\(?\d(?:[ .\-()]?\d){6,14}" + _PH_END, re.ASCII)
+# After a context word: a bare run of 7-15 digits or a 7-digit local number (555-1234).
+_PHONE_BARE_RE = re.compile(r"(?:\+?\d{7,15}|\d{3}[ .\-]\d{4})(?![\w\-/])(?![.,]\d)", re.ASCII)
 
 
 class PhoneDetector(_BuiltinDetector):
@@ -313,16 +317,18 @@ class PhoneDetector(_BuiltinDetector):
         out: list[Finding] = []
         for lo, hi in scan.windows(7, 2, 3):
             for m in _PHONE_RE.finditer(text, lo, hi):
-                n = len(m.group().translate(_DROP_SEPARATORS).lstrip("+"))
-                if (8 <= n <= 15) if m.group().startswith("+") else (9 <= n <= 13):
+                g = m.group()
+                n = len(g.translate(_DROP_SEPARATORS).lstrip("+"))
+                if g.startswith("00"):
+                    n -= 2  # exit code
+                if (8 <= n <= 15) if g.startswith(("+", "00")) else (9 <= n <= 13):
                     out.append(Finding(PIIType.PHONE, m.start(), m.end()))
         if any(w in scan.lower for w in _PHONE_CONTEXT_WORDS):
             for start, end, count in scan.islands:
-                if not 7 <= count <= 15:
+                if count < 7:
                     continue
-                lead = start - (text[start - 1] == "(") if start else start
-                lead -= lead > 0 and text[lead - 1] == "+"
-                if not _PHONE_CONTEXT_TAIL_RE.search(text, max(0, lead - 48), start):
+                lead = start - 1 if start and text[start - 1] == "+" else start
+                if not _PHONE_CONTEXT_TAIL_RE.search(text, max(0, lead - 48), lead):
                     continue
                 m = _PHONE_BARE_RE.match(text, lead, min(len(text), end + 3))
                 if m is not None:
@@ -332,9 +338,9 @@ class PhoneDetector(_BuiltinDetector):
 
 # --------------------------------------------------------------------------- payment cards
 
-# Loose candidate: 13-23 digits with single spaces/dashes. Validation below picks the
+# Loose candidate: 13-71 digits with single spaces/dashes. Validation below picks the
 # longest window of whole digit groups that looks like a formatted card and passes Luhn.
-_CARD_RE = re.compile(r"(?<![\w\-.,/])\d(?:[ \-]?\d){12,22}(?!\w)", re.ASCII)
+_CARD_RE = re.compile(r"(?<![\w\-.,/+])\d(?:[ \-]?\d){12,70}(?!\w)", re.ASCII)
 _CARD_SEP_RE = re.compile(r"[ \-]")
 
 
@@ -345,27 +351,63 @@ def _card_groups_ok(groups: list[str]) -> bool:
     return len(groups[0]) == 4 and all(3 <= len(g) <= 6 for g in groups)
 
 
-def _best_card_window(candidate: str) -> tuple[int, int] | None:
-    """Return (start, end) offsets within ``candidate`` of the best valid card, if any."""
-    if "-" in candidate and " " in candidate:
-        return None  # mixed separators: not a printed card number
+def _card_windows(candidate: str) -> list[tuple[int, int]]:
+    """Return (start, end) offsets within ``candidate`` of every valid card in it.
+
+    The candidate may have swallowed a neighbouring number written with another separator
+    ("call 07267678953 6217-7739-2184-6091"), so each maximal run of groups joined by one kind
+    of separator is tried as a whole. Runs are never cut into arbitrary sub-windows (a Luhn-
+    valid 16-digit slice of a tracking number is not a card); only a group shared with the
+    neighbouring run ("... 5690 2021-02-22") or a trailing group of one or two digits
+    ("4111 1111 1111 1111 12/26") may be dropped.
+    """
     groups: list[tuple[int, int]] = []
+    seps: list[str] = []
     pos = 0
     for part in _CARD_SEP_RE.split(candidate):
         groups.append((pos, pos + len(part)))
         pos += len(part) + 1
-    best: tuple[int, int] | None = None
-    best_len = 0
-    for i in range(len(groups)):
-        for j in range(len(groups), i, -1):
-            parts = [candidate[a:b] for a, b in groups[i:j]]
-            compact = "".join(parts)
-            n = len(compact)
-            if n <= best_len or n < 13 or n > 19:
+        if pos <= len(candidate):
+            seps.append(candidate[pos - 1])
+    found: list[tuple[int, int]] = []
+    used = 0  # groups before this index belong to a card already found
+    i = 0
+    while i < len(groups):
+        j = i + 1
+        while j < len(groups) and (j == i + 1 or seps[j - 1] == seps[j - 2]):
+            j += 1
+        # Ambiguous edges: a group shared with the neighbouring run, or a 1-2 digit tail.
+        shared_head = i > 0
+        shared_tail = j < len(groups)
+        short_tail = j - i > 1 and groups[j - 1][1] - groups[j - 1][0] <= 2
+        tries = [(i, j)]
+        if shared_tail or short_tail:
+            tries.append((i, j - 1))
+        if shared_head:
+            tries += [(i + 1, end) for _, end in tries]
+        for start, end in tries:
+            if end <= start or start < used:
                 continue
-            if _card_groups_ok(parts) and card_brand_ok(compact) and luhn_valid(compact):
-                best, best_len = (groups[i][0], groups[j - 1][1]), n
-    return best
+            parts = [candidate[a:b] for a, b in groups[start:end]]
+            compact = "".join(parts)
+            if (
+                13 <= len(compact) <= 19
+                and _card_groups_ok(parts)
+                and card_brand_ok(compact)
+                and luhn_valid(compact)
+            ):
+                found.append((groups[start][0], groups[end - 1][1]))
+                used = end
+                break
+        if j >= len(groups):
+            break
+        i = j - 1  # the last group may start the next run ("...953 6217-7739-...")
+    return found
+
+
+# The numeric body of an IBAN-like code ("AT42 4997 2131 3836 4548") is not a card even
+# when the IBAN's checksum fails.
+_IBAN_HEAD_RE = re.compile(r"[A-Za-z]{2}[0-9]{2}[ \-]\Z")
 
 
 class CreditCardDetector(_BuiltinDetector):
@@ -380,10 +422,11 @@ class CreditCardDetector(_BuiltinDetector):
         out: list[Finding] = []
         for lo, hi in scan.windows(13, 2, 2):
             for m in _CARD_RE.finditer(scan.text, lo, hi):
-                window = _best_card_window(m.group())
-                if window is not None:
-                    s = m.start()
-                    out.append(Finding(PIIType.CREDIT_CARD, s + window[0], s + window[1]))
+                s = m.start()
+                for a, b in _card_windows(m.group()):
+                    if a == 0 and _IBAN_HEAD_RE.search(scan.text, max(0, s - 5), s):
+                        continue
+                    out.append(Finding(PIIType.CREDIT_CARD, s + a, s + b))
         return out
 
 
@@ -446,7 +489,7 @@ _IPV4_RE = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w)(?!\.\d)", r
 # ipaddress does the real validation so times like 10:32:45 and MAC addresses are rejected.
 _IPV6_RE = re.compile(
     r"(?<![\w:.])(?=[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:]{2,39}"
-    r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w.])",
+    r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?!\w)(?!\.\d)",
     re.ASCII,
 )
 
@@ -636,6 +679,9 @@ def _assignment_findings(text: str, lower: str) -> list[Finding]:
         i = lower.find(kw)
         while i != -1:
             ident_end = _IDENT_RE.match(lower, i).end()  # type: ignore[union-attr]
+            # "-----END PRIVATE KEY-----:" is not an identifier; names end in a letter/digit.
+            while ident_end > i and not lower[ident_end - 1].isalnum():
+                ident_end -= 1
             if ident_end not in seen:
                 seen.add(ident_end)
                 finding = _assignment_at(text, lower, i, ident_end)
@@ -809,7 +855,17 @@ def _resolve(findings: list[Finding], length: int) -> list[Finding]:
 def _merge(cluster: list[Finding], end: int) -> Finding:
     if len(cluster) == 1:
         return cluster[0]
-    winner = max(cluster, key=lambda f: (f.end - f.start, _SPECIFICITY.get(f.type, 0)))
+    # A finding nested inside a longer one is part of it (a Luhn-valid run inside an IBAN, an
+    # IPv4 tail inside an IPv6); among the outermost findings the most specific type wins.
+    outer = [
+        f
+        for f in cluster
+        if not any(
+            g.start <= f.start and f.end <= g.end and g.end - g.start > f.end - f.start
+            for g in cluster
+        )
+    ]
+    winner = max(outer, key=lambda f: (_SPECIFICITY.get(f.type, 0), f.end - f.start))
     # The placeholder spans the whole cluster so no partially covered value leaks.
     return Finding(winner.type, cluster[0].start, end)
 

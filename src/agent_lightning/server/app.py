@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from agent_lightning import __version__
 from agent_lightning.config import Settings
 from agent_lightning.security.rbac import ROUTE_PERMISSIONS
-from agent_lightning.server.auth import authorize
+from agent_lightning.server.auth import API_PREFIX, authorize
 from agent_lightning.server.errors import error_body, install_error_handlers
 from agent_lightning.server.routes import admin, health, policies, telemetry
 from agent_lightning.server.state import ServerState, build_state
@@ -25,7 +25,6 @@ from agent_lightning.store import Store
 
 log = logging.getLogger("agent_lightning.server")
 
-API_PREFIX = "/v1"
 
 
 class BodyLimitMiddleware:
@@ -112,18 +111,28 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def check_route_table(app: FastAPI) -> None:
+def check_route_table(app: FastAPI, routers: list[APIRouter]) -> None:
     """Every /v1 route must have an access rule: fail at startup, not in production."""
-    missing = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path.startswith(API_PREFIX):
-            for method in route.methods:
-                if (method, route.path) not in ROUTE_PERMISSIONS:
-                    missing.append(f"{method} {route.path}")
+    served = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith(API_PREFIX)
+        for method in operations
+    }
+    # What `auth.route_template` will compute for each route must be what is served.
+    computed = {
+        (method, API_PREFIX + route.path)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    if computed != served:
+        raise RuntimeError(f"route templates drifted: {sorted(computed ^ served)}")
+    missing = sorted(f"{m} {p}" for m, p in served if (m, p) not in ROUTE_PERMISSIONS)
     if missing:
-        raise RuntimeError(
-            "routes without an access rule in rbac.ROUTE_PERMISSIONS: " + ", ".join(missing)
-        )
+        listing = ", ".join(missing)
+        raise RuntimeError(f"routes without an access rule in rbac.ROUTE_PERMISSIONS: {listing}")
 
 
 def create_app(
@@ -157,14 +166,10 @@ def create_app(
     app.state.agl = state
     install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
-    api.include_router(health.router)
-    api.include_router(admin.router)
-    api.include_router(telemetry.router)
-    api.include_router(policies.router)
-    for extra in state.extras.get("routers", []):
-        api.include_router(extra)
-    app.include_router(api)
+    routers = [health.router, admin.router, telemetry.router, policies.router]
+    routers += state.extras.get("routers", [])
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)])
 
     @app.middleware("http")
     async def _no_store(request: Request, call_next):
@@ -174,6 +179,6 @@ def create_app(
         return response
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    check_route_table(app)
+    check_route_table(app, routers)
     _ = error_body  # re-exported for components that build their own responses
     return app

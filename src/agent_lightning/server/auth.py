@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 
 from fastapi import Request
-from starlette.routing import Match
 
 from agent_lightning.security.audit import Actor
 from agent_lightning.security.rbac import Permission, Role, allowed, roles_from_claims
@@ -142,15 +141,21 @@ def _verify_bearer(state, credential: str):  # noqa: ANN001, ANN202
         raise _unauthorized(f"the token is not valid: {exc.message}", "invalid_token") from None
 
 
+API_PREFIX = "/v1"
+
+
 def route_template(request: Request) -> str | None:
+    """The full path template of the matched route (e.g. `/v1/events/{event_id}`).
+
+    Our routers are mounted once, under `/v1`, and FastAPI hands the dependency the router's own
+    route (path without the prefix); `create_app` checks at startup that this holds for every
+    route, so the lookup cannot silently drift.
+    """
     route = request.scope.get("route")
-    if route is not None:
-        return route.path
-    for candidate in request.app.router.routes:  # pragma: no cover - route always set by FastAPI
-        match, _ = candidate.matches(request.scope)
-        if match == Match.FULL:
-            return candidate.path
-    return None
+    path = getattr(route, "path", None)
+    if path is None:
+        return None
+    return path if path.startswith(API_PREFIX + "/") else API_PREFIX + path
 
 
 def authorize(request: Request) -> Principal | None:

@@ -1,0 +1,3 @@
+from agent_lightning.cli import main
+
+main()

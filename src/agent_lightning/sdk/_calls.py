@@ -1,0 +1,296 @@
+"""Requests and answers without I/O: what each method sends and how its answer is read.
+
+Both clients build the same `Call`s here and differ only in how they send them (blocking or
+awaited), so the REST mapping exists once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from agent_lightning.sdk._models import BatchResult, Decision
+
+API = "/v1"
+MAX_BATCH = 500  # records per batch request; the server's default limit is 1000
+KINDS = ("decisions", "events", "rewards")  # flush order: a reward may point at a decision
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API request. `idempotent` says whether resending it after an unknown outcome (a read
+    timeout, a 502 from a proxy) is safe; writes that carry a client id are."""
+
+    method: str
+    path: str
+    json: Any = field(default=None, repr=False)
+    data: dict[str, str] | None = field(default=None, repr=False)  # form: holds the secret
+    params: dict[str, Any] | None = None
+    auth: bool = True
+    idempotent: bool = True
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def new_id() -> str:
+    """A client-side record id: lets the server deduplicate a resent record."""
+    return uuid.uuid4().hex
+
+
+def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop unset fields: the server's schema has defaults and refuses null for lists/dicts."""
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _when(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def with_ids(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the records, each with an id (the caller's, or a new one); input untouched."""
+    out = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise TypeError(f"record {index} is a {type(record).__name__}, not a dict")
+        copy = dict(record)
+        if not copy.get("id"):
+            copy["id"] = new_id()
+        if isinstance(copy.get("timestamp"), datetime):
+            copy["timestamp"] = copy["timestamp"].isoformat()
+        out.append(copy)
+    return out
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def event_record(
+    text: str | None,
+    *,
+    user_id: str | None,
+    session_id: str | None,
+    intent_prediction: str | None,
+    confidence: float | None,
+    feedback_score: float | None,
+    attributes: dict[str, Any] | None,
+    id: str | None,
+    timestamp: datetime | str | None,
+) -> dict[str, Any]:
+    return _clean(
+        {
+            "id": id or new_id(),
+            "text": text,
+            "user_id": user_id,
+            "session_id": session_id,
+            "intent_prediction": intent_prediction,
+            "confidence": confidence,
+            "feedback_score": feedback_score,
+            "attributes": attributes,
+            "timestamp": _when(timestamp),
+        }
+    )
+
+
+def _actions(actions: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(actions, str | bytes) or not isinstance(actions, Sequence):
+        raise TypeError("actions must be a list of action ids or of dicts with an 'id'")
+    return [{"id": a} if isinstance(a, str) else dict(a) for a in actions]
+
+
+def _context(
+    context: Mapping[str, Any] | str | None,
+    text: str | None,
+    features: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    if isinstance(context, str):
+        out: dict[str, Any] = {"text": context}
+    else:
+        out = dict(context or {})
+    if text is not None:
+        out["text"] = text
+    if features is not None:
+        out["features"] = dict(features)
+    return out
+
+
+def decide_body(
+    actions: Sequence[str | Mapping[str, Any]],
+    context: Mapping[str, Any] | str | None,
+    *,
+    decision_point: str,
+    text: str | None,
+    features: Mapping[str, float] | None,
+    exclude: Sequence[str] | None,
+    session_id: str | None,
+    user_id: str | None,
+    attributes: dict[str, Any] | None,
+    id: str | None,
+) -> dict[str, Any]:
+    return _clean(
+        {
+            "id": id or new_id(),
+            "decision_point": decision_point,
+            "context": _context(context, text, features),
+            "actions": _actions(actions),
+            "exclude": list(exclude) if exclude is not None else None,
+            "session_id": session_id,
+            "user_id": user_id,
+            "attributes": attributes,
+        }
+    )
+
+
+def decision_record(
+    action_id: str,
+    actions: Sequence[str | Mapping[str, Any]],
+    propensity: float,
+    context: Mapping[str, Any] | str | None,
+    *,
+    decision_point: str,
+    text: str | None,
+    features: Mapping[str, float] | None,
+    probabilities: Mapping[str, float] | None,
+    policy_name: str | None,
+    policy_version: int | None,
+    session_id: str | None,
+    user_id: str | None,
+    attributes: dict[str, Any] | None,
+    id: str | None,
+) -> dict[str, Any]:
+    return _clean(
+        {
+            "id": id or new_id(),
+            "decision_point": decision_point,
+            "context": _context(context, text, features),
+            "actions": _actions(actions),
+            "action_id": action_id,
+            "propensity": propensity,
+            "probabilities": dict(probabilities) if probabilities is not None else None,
+            "policy_name": policy_name,
+            "policy_version": policy_version,
+            "session_id": session_id,
+            "user_id": user_id,
+            "attributes": attributes,
+        }
+    )
+
+
+def reward_record(
+    decision_id: str | None,
+    value: float | None,
+    *,
+    session_id: str | None,
+    user_id: str | None,
+    source: str,
+    correct_action_id: str | None,
+    attributes: dict[str, Any] | None,
+    id: str | None,
+) -> dict[str, Any]:
+    if value is None:
+        raise TypeError("reward() needs a value")
+    if not decision_id and not session_id:
+        raise ValueError("reward() needs a decision_id or a session_id")
+    return _clean(
+        {
+            "id": id or new_id(),
+            "decision_id": decision_id,
+            "session_id": session_id,
+            "user_id": user_id,
+            "value": value,
+            "source": source,
+            "correct_action_id": correct_action_id,
+            "attributes": attributes,
+        }
+    )
+
+
+# -- calls --------------------------------------------------------------------------------------
+
+
+def token(client_id: str, secret: str) -> Call:
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    return Call("POST", f"{API}/oauth/token", data=form, auth=False)
+
+
+def post_one(kind: str, record: dict[str, Any]) -> Call:
+    return Call("POST", f"{API}/{kind}", json=record)
+
+
+def post_batch(kind: str, records: list[dict[str, Any]]) -> Call:
+    return Call("POST", f"{API}/{kind}/batch", json=records)
+
+
+def decide(body: dict[str, Any]) -> Call:
+    return Call("POST", f"{API}/decisions", json=body)
+
+
+def trigger_task(spec: Mapping[str, Any]) -> Call:
+    # The server has no client id for tasks: resending after an unknown outcome could queue
+    # the task twice, so only failures where nothing was processed are retried.
+    return Call("POST", f"{API}/tasks", json=dict(spec), idempotent=False)
+
+
+def get(path: str, params: dict[str, Any] | None = None, *, auth: bool = True) -> Call:
+    return Call("GET", f"{API}{path}", params=params, auth=auth)
+
+
+def create_policy(
+    name: str, decision_point: str, spec: Mapping[str, Any] | None, description: str
+) -> Call:
+    body = {
+        "name": name,
+        "decision_point": decision_point,
+        "description": description,
+        "spec": dict(spec or {}),
+    }
+    return Call("POST", f"{API}/policies", json=body, idempotent=False)
+
+
+def list_params(filters: Mapping[str, Any], page_size: int) -> dict[str, Any]:
+    params = {k: _when(v) for k, v in filters.items() if v is not None}
+    params["limit"] = page_size
+    return params
+
+
+def path_segment(value: str) -> str:
+    """An id or name as one URL path segment (never a path traversal)."""
+    from urllib.parse import quote
+
+    if not value:
+        raise ValueError("an id or name is required")
+    return quote(str(value), safe="")
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def created_id(response: httpx.Response) -> str:
+    return response.json()["id"]
+
+
+def batch_result(response: httpx.Response, offset: int = 0) -> BatchResult:
+    return BatchResult.from_api(response.json(), offset)
+
+
+def decision(response: httpx.Response) -> Decision:
+    return Decision.from_api(
+        response.json(), "duplicate" if response.status_code == 200 else "created"
+    )
+
+
+def chunks(records: list[dict[str, Any]], size: int = MAX_BATCH) -> list[list[dict[str, Any]]]:
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+def only_id(result: BatchResult, request_id: str | None = None) -> str:
+    """The id of a one-record batch, or the error its rejection means."""
+    if result.rejected:
+        from agent_lightning.sdk._exceptions import error_for_reason
+
+        r = result.rejected[0]
+        raise error_for_reason(r.reason, r.message, request_id, r.errors or None)
+    return result.accepted[0].id
