@@ -21,9 +21,7 @@ import pytest
 from agent_lightning.config import Settings
 from agent_lightning.store import Store
 
-POSTGRES_URL = os.environ.get(
-    "AGL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("AGL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_reachable: bool | None = None
 
 

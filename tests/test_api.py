@@ -28,25 +28,36 @@ def test_token_endpoint_client_credentials(api: Api) -> None:
     new = api.new_client("acme", ("Developer",))
     ok = api.client.post(
         "/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": new.client_id,
-              "client_secret": new.secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": new.client_id,
+            "client_secret": new.secret,
+        },
     )
     assert ok.status_code == 200
     token = ok.json()
     assert token["token_type"] == "Bearer" and token["expires_in"] > 0
     me = api.client.get("/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"})
-    assert me.json() == {"subject": new.client_id, "app": "acme", "roles": ["Developer"],
-                         "kind": "client"}
+    assert me.json() == {
+        "subject": new.client_id,
+        "app": "acme",
+        "roles": ["Developer"],
+        "kind": "client",
+    }
     # HTTP Basic works too (RFC 6749 §2.3.1).
     basic = api.client.post(
-        "/v1/oauth/token", data={"grant_type": "client_credentials"},
+        "/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
         auth=(new.client_id, new.secret),
     )
     assert basic.status_code == 200
     wrong = api.client.post(
         "/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": new.client_id,
-              "client_secret": "wrong"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": new.client_id,
+            "client_secret": "wrong",
+        },
     )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
     assert new.secret not in wrong.text
@@ -58,8 +69,11 @@ def test_revoked_client_token_stops_working(api: Api) -> None:
     new = api.new_client("acme", ("AgentAdmin",))
     token = api.client.post(
         "/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": new.client_id,
-              "client_secret": new.secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": new.client_id,
+            "client_secret": new.secret,
+        },
     ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert api.client.get("/v1/me", headers=headers).status_code == 200
@@ -71,15 +85,32 @@ def test_revoked_client_token_stops_working(api: Api) -> None:
 def test_events_single_batch_read_back_and_idempotency(api: Api) -> None:
     h = api.auth("acme", ("Agent",))
     created = api.client.post(
-        "/v1/events", json={"id": "e-1", "text": "card not arrived", "user_id": "u1",
-                            "session_id": "s1", "intent_prediction": "card_arrival",
-                            "confidence": 0.62, "feedback_score": 1.0}, headers=h,
+        "/v1/events",
+        json={
+            "id": "e-1",
+            "text": "card not arrived",
+            "user_id": "u1",
+            "session_id": "s1",
+            "intent_prediction": "card_arrival",
+            "confidence": 0.62,
+            "feedback_score": 1.0,
+        },
+        headers=h,
     )
     assert created.status_code == 201 and created.json() == {"id": "e-1", "status": "created"}
-    again = api.client.post("/v1/events", json={"id": "e-1", "text": "card not arrived",
-                            "user_id": "u1", "session_id": "s1",
-                            "intent_prediction": "card_arrival", "confidence": 0.62,
-                            "feedback_score": 1.0}, headers=h)
+    again = api.client.post(
+        "/v1/events",
+        json={
+            "id": "e-1",
+            "text": "card not arrived",
+            "user_id": "u1",
+            "session_id": "s1",
+            "intent_prediction": "card_arrival",
+            "confidence": 0.62,
+            "feedback_score": 1.0,
+        },
+        headers=h,
+    )
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     clash = api.client.post("/v1/events", json={"id": "e-1", "text": "other"}, headers=h)
     assert clash.status_code == 409 and clash.json()["error"]["code"] == "id_conflict"
@@ -96,8 +127,9 @@ def test_events_single_batch_read_back_and_idempotency(api: Api) -> None:
     reader = api.auth("acme", ("Analyst",))
     listing = api.client.get("/v1/events", params={"limit": 2}, headers=reader).json()
     assert [e["text"] for e in listing["items"]] == ["card not arrived", "a"]
-    rest = api.client.get("/v1/events", params={"cursor": listing["next_cursor"]},
-                          headers=reader).json()
+    rest = api.client.get(
+        "/v1/events", params={"cursor": listing["next_cursor"]}, headers=reader
+    ).json()
     assert [e["text"] for e in rest["items"]] == ["c"] and rest["next_cursor"] is None
     one = api.client.get("/v1/events/e-1", headers=reader).json()
     assert one["intent_prediction"] == "card_arrival" and one["confidence"] == 0.62
@@ -154,12 +186,12 @@ def test_decide_reward_loop_without_a_policy_is_uniform(api: Api) -> None:
     unknown = api.client.post("/v1/decisions/nope/rewards", json={"value": 1.0}, headers=h)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_decision"
     nan = api.client.post(
-        "/v1/rewards", content=b'{"decision_id": "%s", "value": NaN}' % rid.encode(),
+        "/v1/rewards",
+        content=b'{"decision_id": "%s", "value": NaN}' % rid.encode(),
         headers={**h, "Content-Type": "application/json"},
     )
     assert nan.status_code == 422
-    out_of_range = api.client.post("/v1/rewards", json={"decision_id": rid, "value": 42},
-                                   headers=h)
+    out_of_range = api.client.post("/v1/rewards", json={"decision_id": rid, "value": 42}, headers=h)
     assert out_of_range.status_code == 422
     assert out_of_range.json()["error"]["code"] == "reward_out_of_range"
     rewards = api.client.get("/v1/rewards", params={"decision_id": rid}, headers=api.auth())
@@ -178,8 +210,7 @@ def test_a_retried_decide_returns_the_same_decision(api: Api) -> None:
 
 def test_decide_refuses_bad_candidate_lists(api: Api) -> None:
     h = api.auth("acme", ("Agent",))
-    dup = api.client.post("/v1/decisions", json={"actions": [{"id": "a"}, {"id": "a"}]},
-                          headers=h)
+    dup = api.client.post("/v1/decisions", json={"actions": [{"id": "a"}, {"id": "a"}]}, headers=h)
     assert dup.status_code == 422 and "twice" in dup.json()["error"]["message"]
     empty = api.client.post("/v1/decisions", json={"actions": []}, headers=h)
     assert empty.status_code == 422
@@ -216,8 +247,9 @@ def test_database_down_gives_503_with_retry_after(settings: Settings, tmp_path) 
     api.app.state.agl.store = down
     api.app.state.agl.pipeline.store = down
     api.app.state.agl.decisions.store = down
-    response = api.client.post("/v1/events", json={"text": "hi"},
-                               headers={"Authorization": f"Bearer {token}"})
+    response = api.client.post(
+        "/v1/events", json={"text": "hi"}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["error"]["code"] == "database_unavailable"

@@ -34,8 +34,16 @@ def start_server(database_url: str, data_dir: Path, port: int) -> subprocess.Pop
         "AGL_JWT_SECRET": "durability-test-key-0123456789abcdef",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "agent_lightning.cli", "serve", "--port", str(port),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "agent_lightning.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -68,8 +76,11 @@ def run_kill_test(database_url: str, tmp_path: Path) -> None:
         wait_ready(base, proc)
         token = httpx.post(
             f"{base}/v1/oauth/token",
-            data={"grant_type": "client_credentials", "client_id": new.client_id,
-                  "client_secret": new.secret},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": new.client_id,
+                "client_secret": new.secret,
+            },
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
 

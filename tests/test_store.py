@@ -117,7 +117,10 @@ def test_filters_by_session_policy_and_time(store: Store) -> None:
     store.insert_records(
         "decisions",
         "acme",
-        [_decision(1, policy_name="p", policy_version=1), _decision(2, policy_name="p", policy_version=2)],
+        [
+            _decision(1, policy_name="p", policy_version=1),
+            _decision(2, policy_name="p", policy_version=2),
+        ],
     )
     page = store.list_records("decisions", "acme", Filters(policy_name="p", policy_version=2))
     assert [d.id for d in page.items] == ["d2"]

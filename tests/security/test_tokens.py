@@ -165,7 +165,9 @@ def test_rs256_header_on_hs_issuer_is_refused() -> None:
     rs_token = sign(claims_for(time.time()), key=private, alg="RS256")  # type: ignore[arg-type]
     refused(issuer, rs_token, "unsupported_algorithm")
     # A different HMAC variant with the right key is still not the configured algorithm.
-    refused(issuer, sign(claims_for(time.time()), alg="HS512", key=KEY * 2), "unsupported_algorithm")
+    refused(
+        issuer, sign(claims_for(time.time()), alg="HS512", key=KEY * 2), "unsupported_algorithm"
+    )
 
 
 @pytest.mark.parametrize("missing", ["exp", "iat", "sub", "app"])

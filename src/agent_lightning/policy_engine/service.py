@@ -73,9 +73,11 @@ class DecisionService:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         row = self.store.get_policy_version(policy.app_id, policy.name, version)
-        from agent_lightning.learning import Policy as LearnedPolicy
+        model = None
+        if row.artifact:
+            from agent_lightning.learning import Policy as LearnedPolicy
 
-        model = LearnedPolicy.from_bytes(row.artifact) if row.artifact else None
+            model = LearnedPolicy.from_bytes(row.artifact)
         with self._lock:
             self._cache[key] = model
             while len(self._cache) > self.cache_size:

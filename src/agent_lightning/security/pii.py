@@ -251,6 +251,9 @@ _EMAIL_RE = re.compile(
 )
 
 
+_LOCAL_PART_PUNCT = frozenset("_%+'-.")
+
+
 class EmailDetector(_BuiltinDetector):
     """RFC-5322-ish addresses (Unicode letters allowed, TLD of 2-24 letters)."""
 
@@ -258,9 +261,28 @@ class EmailDetector(_BuiltinDetector):
     types = frozenset({PIIType.EMAIL})
 
     def _find(self, scan: _Scan) -> list[Finding]:
-        if "@" not in scan.text:
-            return []
-        return [Finding(PIIType.EMAIL, m.start(), m.end()) for m in _EMAIL_RE.finditer(scan.text)]
+        text = scan.text
+        out: list[Finding] = []
+        # Anchor on each '@': walk back over local-part characters, then match forward once.
+        # Scanning the whole text with the regex costs a failed attempt at every position.
+        k = text.find("@")
+        while k != -1:
+            start = k
+            while (
+                start > 0
+                and k - start < 600
+                and (text[start - 1].isalnum() or text[start - 1] in _LOCAL_PART_PUNCT)
+            ):
+                start -= 1
+            while start < k and text[start] == ".":
+                start += 1
+            m = _EMAIL_RE.match(text, start) if start < k else None
+            if m is not None and m.end() > k:
+                out.append(Finding(PIIType.EMAIL, m.start(), m.end()))
+                k = text.find("@", m.end())
+            else:
+                k = text.find("@", k + 1)
+        return out
 
 
 # --------------------------------------------------------------------------- phone
@@ -290,16 +312,30 @@ _PHONE_RE = re.compile(
     re.ASCII,
 )
 
-# A context word right before a bare digit run makes it a phone number: "call 5551234567".
-_PHONE_CONTEXT_WORDS = ("call", "phone", "tel", "mobile", "cell", "fax", "whatsapp", "sms")
-_PHONE_CONTEXT_WORDS += ("text me", "ring", "contact", "reach", "number")
-_PHONE_CONTEXT_TAIL_RE = re.compile(
-    r"(?i:\b(?:call(?:ed)?|phone|tel(?:ephone)?|mobile|cell(?:phone)?|fax|whatsapp|sms|"
-    r"text\s+me|ring|contact|reach\s+me|(?:phone|mobile|contact|cell)\s+number)\b"
-    r"(?:\s+(?:me|us|him|her|them|back|on|at|is|number|no\.?|nr\.?|num|now))*"
-    r"\s*[:#.]?\s*)\Z",
-    re.ASCII,
+# A context word right before a bare digit run makes it a phone number: "call 5551234567",
+# "tel: 07700900123", "my phone number is ...". Checked on the few words before the number.
+_PHONE_CONTEXT = frozenset(
+    "call called calling phone phoned tel telephone mobile cell cellphone fax whatsapp sms "
+    "text ring contact reach".split()
 )
+_PHONE_CONNECTORS = frozenset("me us him her them back on at is now via".split())
+_PHONE_NUMBER_WORDS = frozenset(["number", "no", "nr", "num"])
+_PHONE_OWNERS = frozenset(["my", "your", "his", "her", "our", "their"])
+_CONTEXT_PUNCT = str.maketrans(dict.fromkeys(":#.,;!?()[]<>\"'-", " "))
+
+
+def _phone_context_before(lower: str, pos: int) -> bool:
+    """True if the words just before ``pos`` announce a phone number."""
+    words = lower[max(0, pos - 48) : pos].translate(_CONTEXT_PUNCT).split()
+    while words and words[-1] in _PHONE_CONNECTORS:
+        words.pop()
+    if words and words[-1] in _PHONE_NUMBER_WORDS:
+        # "phone number", "my number" - but not "account number" or "order no".
+        words.pop()
+        return bool(words) and (words[-1] in _PHONE_CONTEXT or words[-1] in _PHONE_OWNERS)
+    return bool(words) and words[-1] in _PHONE_CONTEXT
+
+
 # After a context word: a bare run of 7-15 digits or a 7-digit local number (555-1234).
 _PHONE_BARE_RE = re.compile(r"(?:\+?\d{7,15}|\d{3}[ .\-]\d{4})(?![\w\-/])(?![.,]\d)", re.ASCII)
 
@@ -323,15 +359,13 @@ class PhoneDetector(_BuiltinDetector):
                     n -= 2  # exit code
                 if (8 <= n <= 15) if g.startswith(("+", "00")) else (9 <= n <= 13):
                     out.append(Finding(PIIType.PHONE, m.start(), m.end()))
-        if any(w in scan.lower for w in _PHONE_CONTEXT_WORDS):
+        if scan.digits >= 7:  # islands are few; checking words before each beats a text scan
             for start, end, count in scan.islands:
                 if count < 7:
                     continue
                 lead = start - 1 if start and text[start - 1] == "+" else start
-                if not _PHONE_CONTEXT_TAIL_RE.search(text, max(0, lead - 48), lead):
-                    continue
                 m = _PHONE_BARE_RE.match(text, lead, min(len(text), end + 3))
-                if m is not None:
+                if m is not None and _phone_context_before(scan.lower, lead):
                     out.append(Finding(PIIType.PHONE, m.start(), m.end()))
         return out
 
@@ -340,7 +374,8 @@ class PhoneDetector(_BuiltinDetector):
 
 # Loose candidate: 13-71 digits with single spaces/dashes. Validation below picks the
 # longest window of whole digit groups that looks like a formatted card and passes Luhn.
-_CARD_RE = re.compile(r"(?<![\w\-.,/+])\d(?:[ \-]?\d){12,70}(?!\w)", re.ASCII)
+# (The boundary check sits after the first digit so re can skip ahead to digits quickly.)
+_CARD_RE = re.compile(r"\d(?<![\w\-.,/+]\d)(?:[ \-]?\d){12,70}(?!\w)", re.ASCII)
 _CARD_SEP_RE = re.compile(r"[ \-]")
 
 
@@ -527,10 +562,9 @@ class IPAddressDetector(_BuiltinDetector):
 _SSN_RE = re.compile(
     r"(?<![\w\-./])\d{3}(?P<sep>[\- ])\d{2}(?P=sep)\d{4}(?!\w)(?![\-./]\d)", re.ASCII
 )
-_SSN_CONTEXT_RE = re.compile(
-    r"(?i:\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?)\b(?:\s+is)?\s*[:#]?\s*)"
-    r"(?P<num>\d{9})(?!\w)",
-    re.ASCII,
+# Bare nine digits count only right after "SSN" / "social security (number)".
+_SSN_CONTEXT_TAIL_RE = re.compile(
+    r"(?:\bssn|\bsocial\s+security(?:\s+(?:number|no\.?|#))?)(?:\s+is)?\s*[:#]?\s*\Z"
 )
 
 
@@ -550,11 +584,15 @@ class USSSNDetector(_BuiltinDetector):
                 if ssn_valid(m.group().translate(_DROP_SEPARATORS)):
                     out.append(Finding(PIIType.US_SSN, m.start(), m.end()))
         if "ssn" in scan.lower or "social security" in scan.lower:
-            out.extend(
-                Finding(PIIType.US_SSN, m.start("num"), m.end("num"))
-                for m in _SSN_CONTEXT_RE.finditer(text)
-                if ssn_valid(m.group("num"))
-            )
+            for start, end, count in scan.islands:
+                if (
+                    count == 9
+                    and end - start == 9
+                    and (end == len(text) or not text[end].isalnum())
+                    and ssn_valid(text[start:end])
+                    and _SSN_CONTEXT_TAIL_RE.search(scan.lower, max(0, start - 40), start)
+                ):
+                    out.append(Finding(PIIType.US_SSN, start, end))
         return out
 
 
@@ -647,8 +685,10 @@ _PREFIXED_SECRETS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
     ("AIza", ("AIza",), re.compile(r"(?<![\w\-])AIza[0-9A-Za-z_\-]{35}(?![\w\-])", re.ASCII)),
 )
 
+# HTTP auth schemes; matched (on the lower-cased text) at each occurrence of the scheme.
+_AUTH_SCHEMES = ("bearer", "basic", "token")
 _AUTH_SCHEME_RE = re.compile(
-    r"(?i:\b(?:bearer|basic|token)\s+)(?P<tok>[A-Za-z0-9\-._~+/]{12,4096}=*)(?![\w\-])",
+    r"(?<![a-z0-9_])(?:bearer|basic|token)\s+(?P<tok>[A-Za-z0-9\-._~+/]{12,4096}=*)(?![\w\-])",
     re.ASCII,
 )
 _URL_CREDS_RE = re.compile(r"://(?P<cred>[^\s:/@]{1,128}:[^\s/@]{1,256})@")
@@ -734,10 +774,14 @@ class SecretDetector(_BuiltinDetector):
                     if m is not None:
                         out.append(Finding(PIIType.SECRET, m.start(), m.end()))
                     i = text.find(prefix, m.end() if m is not None else i + 1)
-        if "bearer" in lower or "basic" in lower or "token" in lower:
-            for m in _AUTH_SCHEME_RE.finditer(text):
-                if _looks_random(m.group("tok")):
+        for scheme in _AUTH_SCHEMES:
+            i = lower.find(scheme)
+            while i != -1:
+                # Match on ``lower`` for the scheme word, then read the token from ``text``.
+                m = _AUTH_SCHEME_RE.match(lower, i)
+                if m is not None and _looks_random(text[m.start("tok") : m.end("tok")]):
                     out.append(Finding(PIIType.SECRET, m.start("tok"), m.end("tok")))
+                i = lower.find(scheme, i + 1)
         if "://" in text and "@" in text:
             out.extend(
                 Finding(PIIType.SECRET, m.start("cred"), m.end("cred"))
