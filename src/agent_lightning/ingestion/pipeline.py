@@ -190,16 +190,21 @@ class DataIngestionPipeline:
     def _store(self, kind, app_id, parsed, result: BatchResult, to_row) -> BatchResult:
         rows: list[dict[str, Any]] = []
         indexes: list[int] = []
+        generated: set[str] = set()
         for index, record in parsed:
             payload = record.model_dump(mode="json")
             row = to_row(record)
-            row["id"] = record.id or new_id()
+            if record.id:
+                row["id"] = record.id
+            else:
+                row["id"] = new_id()
+                generated.add(row["id"])
             # The hash covers what the client sent (before redaction), so a retry matches.
             row["content_hash"] = content_hash({k: v for k, v in payload.items() if k != "id"})
             rows.append(self._redact_row(self.redactor, kind, row, result.pii_counts))
             indexes.append(index)
         if rows:
-            outcomes = self.store.insert_records(kind, app_id, rows)
+            outcomes = self.store.insert_records(kind, app_id, rows, generated_ids=generated)
             for index, outcome in zip(indexes, outcomes, strict=True):
                 if outcome.status == "conflict":
                     result.rejected.append(

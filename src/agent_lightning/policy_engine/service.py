@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +65,33 @@ class DecisionService:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        # Which policy serves a decision point: looked up at most once a second per point, so a
+        # promotion or rollback reaches every decision within a second (or at once, in-process,
+        # through `invalidate`).
+        self.policy_ttl = 1.0
+        self._policies: dict[tuple[str, str], tuple[float, Policy | None]] = {}
+
+    def invalidate(self, app_id: str | None = None) -> None:
+        with self._lock:
+            if app_id is None:
+                self._policies.clear()
+            else:
+                for key in [k for k in self._policies if k[0] == app_id]:
+                    del self._policies[key]
+
+    def serving_policy(self, app_id: str, decision_point: str) -> Policy | None:
+        key = (app_id, decision_point)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._policies.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        policy = self.store.policy_for_decision_point(app_id, decision_point)
+        with self._lock:
+            if len(self._policies) > 10_000:
+                self._policies.clear()
+            self._policies[key] = (now + self.policy_ttl, policy)
+        return policy
 
     def load_version(self, policy: Policy, version: int) -> Any:
         """The learned policy object of one version (cached; versions never change)."""
@@ -101,7 +129,7 @@ class DecisionService:
                     done.policy_version,
                     "duplicate",
                 )
-        policy = self.store.policy_for_decision_point(app_id, request.decision_point)
+        policy = self.serving_policy(app_id, request.decision_point)
         version = None
         if policy is not None:
             version = policy.live_version

@@ -239,18 +239,24 @@ class Store:
     # -- telemetry: idempotent batch inserts ----------------------------------------------------
 
     def insert_records(
-        self, kind: str, app_id: str, rows: Sequence[dict[str, Any]]
+        self,
+        kind: str,
+        app_id: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        generated_ids: frozenset[str] | set[str] = frozenset(),
     ) -> list[InsertOutcome]:
         """Insert rows of one kind for one app in one transaction.
 
         Each row carries `id` and `content_hash`. An id already stored with the same hash is a
         `duplicate` (a retry: not stored twice); with another hash it is a `conflict`. The whole
-        batch commits before this returns.
+        batch commits before this returns. Ids in `generated_ids` were just minted by us and cannot
+        exist yet, so they skip the lookup (the unique constraint still guards them).
         """
         model = RECORD_KINDS[kind]
         for attempt in range(3):
             try:
-                return self._insert_once(model, app_id, rows)
+                return self._insert_once(model, app_id, rows, generated_ids)
             except IntegrityError:
                 # A concurrent writer inserted one of our ids between our check and our insert;
                 # the next attempt sees it and reports it as duplicate or conflict.
@@ -259,9 +265,13 @@ class Store:
         raise AssertionError("unreachable")
 
     def _insert_once(
-        self, model: Any, app_id: str, rows: Sequence[dict[str, Any]]
+        self,
+        model: Any,
+        app_id: str,
+        rows: Sequence[dict[str, Any]],
+        generated_ids: frozenset[str] | set[str],
     ) -> list[InsertOutcome]:
-        ids = [row["id"] for row in rows]
+        ids = [row["id"] for row in rows if row["id"] not in generated_ids]
         outcomes: list[InsertOutcome] = []
         with self.session() as s:
             existing: dict[str, str] = {}
@@ -430,6 +440,7 @@ class Store:
             return policy
 
     def policy_for_decision_point(self, app_id: str, decision_point: str) -> Policy | None:
+        """The policy serving a decision point (the oldest, if several name the same point)."""
         with self.session() as s:
             return s.scalar(
                 select(Policy)

@@ -120,6 +120,7 @@ def create_policy(
             after={"version": version.version, "live": True},
         )
         row = state.store.get_policy(principal.app_id, body.name)
+    state.decisions.invalidate(principal.app_id)
     return serializers.policy(row)
 
 
@@ -170,6 +171,8 @@ def create_version(
         ),
         make_live=body.make_live,
     )
+    if body.make_live:
+        state.decisions.invalidate(principal.app_id)
     state.audit.record(
         principal.actor,
         "policy_version.create",
@@ -224,6 +227,7 @@ def set_live(
 ):
     state = _state(request)
     before, policy = state.store.set_live_version(principal.app_id, name, body.version)
+    state.decisions.invalidate(principal.app_id)
     state.audit.record(
         principal.actor,
         "policy.set_live",
