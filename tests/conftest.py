@@ -101,7 +101,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @dataclass
 class Api:
-    """An app served in-process through Starlette's TestClient (an httpx.Client), plus helpers to get identities."""
+    """The app served in-process by Starlette's TestClient (an httpx.Client), plus identities."""
 
     app: object
     store: Store
@@ -131,9 +131,9 @@ class Api:
 
 
 def make_api(settings: Settings, store: Store) -> Api:
-    from agent_lightning.server.app import create_app
-
     from fastapi.testclient import TestClient
+
+    from agent_lightning.server.app import create_app
 
     app = create_app(settings, store=store)
     # TestClient is an httpx.Client driving the ASGI app in-process (no socket).

@@ -54,8 +54,10 @@ def test_deleting_the_tail_and_renumbering_is_caught(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
         for seq in (3, 4, 5):
-            conn.execute(text("UPDATE audit_log SET seq = :new WHERE seq = :old"),
-                         {"new": seq - 1, "old": seq})
+            conn.execute(
+                text("UPDATE audit_log SET seq = :new WHERE seq = :old"),
+                {"new": seq - 1, "old": seq},
+            )
     result = audit.verify()
     assert not result.ok and result.broken_seq == 2
 

@@ -208,10 +208,17 @@ def clients_create(
 @clients_app.command("list")
 def clients_list(
     app_id: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """List clients (never their secrets)."""
+    from agent_lightning.server.serializers import client as client_json
+
     store = _store(database_url)
+    if as_json:
+        for c in store.list_clients(app_id):
+            print(json.dumps(client_json(c)))
+        return
     table = Table("client_id", "app", "roles", "name", "created", "revoked")
     for c in store.list_clients(app_id):
         table.add_row(

@@ -26,7 +26,6 @@ from agent_lightning.store import Store
 log = logging.getLogger("agent_lightning.server")
 
 
-
 class BodyLimitMiddleware:
     """Refuse bodies over the limit with 413 before reading them whole (pure ASGI, streaming)."""
 

@@ -88,6 +88,7 @@ def _client_address(request: Request) -> str | None:
 def authenticate(request: Request) -> Principal:
     """Resolve the bearer credential of a request into a Principal, or raise 401."""
     from agent_lightning.security.passwords import parse_api_key, verify_secret
+
     state = request.app.state.agl
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")

@@ -1,0 +1,122 @@
+"""The command line: help that explains, readable errors, scripts-friendly JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent_lightning.cli import app as cli
+from agent_lightning.security.passwords import verify_secret
+from agent_lightning.store import Store
+
+runner = CliRunner()
+
+
+def test_help_explains_every_command() -> None:
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "init", "clients", "events", "audit", "retention"):
+        assert command in result.output
+    for sub in (["serve"], ["clients", "create"], ["events", "tail"], ["audit", "verify"]):
+        sub_help = runner.invoke(cli, [*sub, "--help"])
+        assert sub_help.exit_code == 0 and len(sub_help.output) > 200, sub
+
+
+def test_version() -> None:
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "agent-lightning" in result.output
+
+
+def test_init_creates_the_skeleton_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "support-bot"
+    result = runner.invoke(cli, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    runtime = (target / "runtimes" / "runtime.yaml").read_text()
+    assert "api_key_env: OPENAI_API_KEY" in runtime and "azure_openai" in runtime
+    assert (target / "policies").is_dir() and (target / "config").is_dir()
+    import yaml
+
+    assert yaml.safe_load(runtime)["runtimes"]["default"]["kind"] == "openai"
+    again = runner.invoke(cli, ["init", str(target)])
+    assert again.exit_code == 1 and "not empty" in again.output
+    bad = runner.invoke(cli, ["init", str(tmp_path / "x"), "--template", "nope"])
+    assert bad.exit_code == 1 and "unknown template" in bad.output
+
+
+def test_clients_create_json_stores_only_a_hash(sqlite_url: str) -> None:
+    result = runner.invoke(
+        cli,
+        [
+            "clients",
+            "create",
+            "--app",
+            "acme",
+            "--role",
+            "Developer",
+            "--role",
+            "Analyst",
+            "--json",
+            "--database-url",
+            sqlite_url,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.output)
+    assert set(made) == {"client_id", "secret", "app", "roles"}
+    assert made["roles"] == ["Developer", "Analyst"] and made["app"] == "acme"
+    store = Store(sqlite_url)
+    stored = store.get_client(made["client_id"])
+    assert made["secret"] not in stored.secret_hash
+    assert verify_secret(made["secret"], stored.secret_hash)
+    listing = runner.invoke(cli, ["clients", "list", "--json", "--database-url", sqlite_url])
+    assert json.loads(listing.output)["client_id"] == made["client_id"]
+    assert made["secret"] not in listing.output
+    audit = runner.invoke(cli, ["audit", "verify", "--database-url", sqlite_url])
+    assert audit.exit_code == 0 and "1 entries" in audit.output
+    store.close()
+
+
+def test_unknown_role_is_a_readable_error(sqlite_url: str) -> None:
+    result = runner.invoke(
+        cli,
+        ["clients", "create", "--app", "acme", "--role", "Wizard", "--database-url", sqlite_url],
+    )
+    assert result.exit_code == 1
+    assert "unknown role 'Wizard'" in result.output and "Traceback" not in result.output
+
+
+def test_bad_database_url_is_a_readable_error() -> None:
+    result = runner.invoke(cli, ["audit", "verify", "--database-url", "mysql://nope"])
+    assert result.exit_code == 1 and "unsupported database" in result.output
+
+
+def test_events_tail_prints_stored_events(sqlite_url: str) -> None:
+    from agent_lightning.ingestion import DataIngestionPipeline
+
+    store = Store(sqlite_url)
+    store.ensure_app("acme")
+    DataIngestionPipeline(store).ingest_events(
+        "acme", [{"text": f"hello {i}", "session_id": "s1"} for i in range(3)]
+    )
+    result = runner.invoke(
+        cli, ["events", "tail", "--app", "acme", "-n", "2", "--json", "--database-url", sqlite_url]
+    )
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [e["text"] for e in lines] == ["hello 1", "hello 2"]
+    store.close()
+
+
+def test_console_script_runs() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "agent_lightning.cli", "--help"], capture_output=True, text=True
+    )
+    assert completed.returncode == 0 and "agent-lightning" in completed.stdout
+
+
+def test_serve_refuses_half_a_tls_configuration(tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["serve", "--tls-cert", str(tmp_path / "c.pem")])
+    assert result.exit_code == 1 and "--tls-key" in result.output
