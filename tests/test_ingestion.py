@@ -160,3 +160,11 @@ def test_decision_schema_checks_the_choice(pipeline: DataIngestionPipeline) -> N
     stored = pipeline.store.get_record("decisions", "acme", result.accepted[0].id)
     assert stored.context["text"] == "card <CREDIT_CARD>"
     assert stored.probabilities == {"card_lost": 0.8}
+
+
+def test_nul_bytes_are_refused_on_every_database(pipeline: DataIngestionPipeline) -> None:
+    result = pipeline.ingest_events(
+        "acme", [{"text": "a\x00b"}, {"attributes": {"k": "v\x00"}}, {"text": "fine"}]
+    )
+    assert [r.index for r in result.rejected] == [0, 1]
+    assert pipeline.store.count_records("events", "acme") == 1

@@ -11,12 +11,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text, and no real message needs one: refuse it everywhere.
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\x00) characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
 RecordId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-ShortText = Annotated[str, Field(max_length=200)]
-LongText = Annotated[str, Field(max_length=32_000)]
+Name = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+ShortText = Annotated[str, Field(max_length=200), NoNul]
+LongText = Annotated[str, Field(max_length=32_000), NoNul]
 
 MAX_ATTRIBUTES_BYTES = 16_384
 MAX_ACTIONS = 1_000
@@ -31,6 +39,8 @@ def _check_attributes(value: dict[str, Any]) -> dict[str, Any]:
         size = len(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise ValueError("attributes must be JSON (no NaN or infinity)") from exc
+    if "\\u0000" in json.dumps(value):
+        raise ValueError("attributes must not contain NUL (\\x00) characters")
     if size > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"attributes are {size} bytes; the limit is {MAX_ATTRIBUTES_BYTES}")
     return value
