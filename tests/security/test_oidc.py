@@ -307,6 +307,16 @@ def test_symmetric_jwk_is_never_loaded(idp, make_verifier) -> None:
     refused(verifier, f"{header}.{payload}.{b64url(mac)}", "unknown_key")
 
 
+def test_encryption_and_private_jwks_entries_are_ignored(idp, make_verifier) -> None:
+    published = RSAAlgorithm.to_jwk(idp.keys["k2"].public_key(), as_dict=True)
+    private = RSAAlgorithm.to_jwk(idp.keys["k2"], as_dict=True)
+    idp.extra_jwks = [{**published, "kid": "enc", "use": "enc"}, {**private, "kid": "leaked"}]
+    verifier = make_verifier()
+    for kid in ("enc", "leaked"):
+        token = jwt.encode(idp.claims(), idp.keys["k2"], "RS256", headers={"kid": kid})
+        refused(verifier, token, "unknown_key")
+
+
 def test_tampered_signature_and_payload(idp, make_verifier) -> None:
     verifier = make_verifier()
     token = idp.token(roles=["viewer"])
@@ -362,9 +372,12 @@ def test_idp_unreachable(make_verifier, idp) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    verifier = make_verifier(issuer=dead, http_client=httpx.Client(timeout=2))
-    token = jwt.encode(idp.claims(iss=dead), idp.keys["k1"], "RS256", headers={"kid": "k1"})
-    error = refused(verifier, token, "idp_unreachable")
+    with httpx.Client(timeout=2) as client:  # a caller-supplied client is used, not closed
+        verifier = make_verifier(issuer=dead, http_client=client)
+        token = jwt.encode(idp.claims(iss=dead), idp.keys["k1"], "RS256", headers={"kid": "k1"})
+        error = refused(verifier, token, "idp_unreachable")
+        verifier.close()
+        assert not client.is_closed
     assert dead not in error.message  # internal addresses stay in the server log
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -83,15 +84,25 @@ def test_idle_keys_are_evicted() -> None:
     assert len(limiter) <= 2
 
 
+class YieldingKey(str):
+    """A key whose hashing yields the GIL: dict reads and writes become switch points, so an
+    unlocked read-modify-write of a bucket would interleave between threads."""
+
+    def __hash__(self) -> int:
+        time.sleep(0)
+        return str.__hash__(self)
+
+
 def test_thread_safety_exact_burst() -> None:
-    limiter = RateLimiter(rate=1e-9, burst=50, clock=FakeClock())
+    limiter = RateLimiter(rate=1e-9, burst=100, clock=FakeClock())
+    key = YieldingKey("shared")
     allowed: list[bool] = []
     lock = threading.Lock()
     barrier = threading.Barrier(8)
 
     def worker() -> None:
         barrier.wait()
-        results = [limiter.check("shared").allowed for _ in range(25)]
+        results = [limiter.check(key).allowed for _ in range(25)]
         with lock:
             allowed.extend(results)
 
@@ -100,7 +111,7 @@ def test_thread_safety_exact_burst() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert allowed.count(True) == 50 and len(allowed) == 200
+    assert allowed.count(True) == 100 and len(allowed) == 200
 
 
 def test_invalid_configuration() -> None:

@@ -133,6 +133,8 @@ def test_not_yet_valid_and_future_iat() -> None:
     refused(issuer, sign(future), "not_yet_valid")
     only_iat_future = claims_for(clock.now, iat=int(clock.now) + 300)
     refused(issuer, sign(only_iat_future), "not_yet_valid")
+    only_nbf_future = claims_for(clock.now, nbf=int(clock.now) + 300)
+    refused(issuer, sign(only_nbf_future), "not_yet_valid")
     # Small skew is tolerated.
     issuer.verify(sign(claims_for(clock.now + 20)))
 

@@ -18,11 +18,17 @@ case of text that contains *no* PII:
   amounts survive untouched.
 * All quantifiers are bounded and candidates are anchored on non-word boundaries, so the
   run time stays linear even on megabyte-sized adversarial inputs.
-* Findings from all detectors are merged: overlapping findings form a cluster, the longest
-  (then most specific, see ``_SPECIFICITY``) decides the type, and the placeholder covers the
-  cluster's whole extent so no fragment of a partially overlapped value leaks. The output is
-  assembled from slices of the original string, which is equivalent to replacing right to
-  left: offsets always refer to the input text.
+* Digit-based detectors share one scan of the text for numeric "islands" (digits joined by
+  separators) and run their regexes only in small windows around islands with enough
+  digits; keyword- and prefix-based detectors are anchored on ``str.find`` hits. CPython's
+  ``re`` cannot skip ahead for patterns that start with a lookbehind or an alternation, so
+  scanning whole texts with them would cost a failed attempt at every character.
+* Findings from all detectors are merged: overlapping findings form a cluster; a finding
+  nested inside a longer one is part of it (a Luhn-valid run inside an IBAN), among the
+  outermost the most specific type wins (``_SPECIFICITY``, then length), and the
+  placeholder covers the cluster's whole extent so no fragment of a partially overlapped
+  value leaks. The output is assembled from slices of the original string, which is
+  equivalent to replacing right to left: offsets always refer to the input text.
 
 A :class:`Finding` carries only the type and offsets, never the matched value, so findings
 can be logged or counted without re-leaking what was removed.
@@ -359,14 +365,15 @@ class PhoneDetector(_BuiltinDetector):
                     n -= 2  # exit code
                 if (8 <= n <= 15) if g.startswith(("+", "00")) else (9 <= n <= 13):
                     out.append(Finding(PIIType.PHONE, m.start(), m.end()))
-        if scan.digits >= 7:  # islands are few; checking words before each beats a text scan
-            for start, end, count in scan.islands:
-                if count < 7:
-                    continue
-                lead = start - 1 if start and text[start - 1] == "+" else start
-                m = _PHONE_BARE_RE.match(text, lead, min(len(text), end + 3))
-                if m is not None and _phone_context_before(scan.lower, lead):
-                    out.append(Finding(PIIType.PHONE, m.start(), m.end()))
+        # Bare digit runs need a context word; islands are few, so look at the words before
+        # each one rather than scanning the text for the words.
+        for start, end, count in scan.islands:
+            if count < 7:
+                continue
+            lead = start - 1 if start and text[start - 1] == "+" else start
+            m = _PHONE_BARE_RE.match(text, lead, min(len(text), end + 3))
+            if m is not None and _phone_context_before(scan.lower, lead):
+                out.append(Finding(PIIType.PHONE, m.start(), m.end()))
         return out
 
 
@@ -713,21 +720,30 @@ _NOT_A_SECRET = frozenset({"none", "null", "nil", "true", "false", "undefined", 
 
 
 def _assignment_findings(text: str, lower: str) -> list[Finding]:
-    out: list[Finding] = []
-    seen: set[int] = set()
+    positions: list[int] = []
     for kw in _ASSIGN_KEYWORDS:
         i = lower.find(kw)
         while i != -1:
-            ident_end = _IDENT_RE.match(lower, i).end()  # type: ignore[union-attr]
-            # "-----END PRIVATE KEY-----:" is not an identifier; names end in a letter/digit.
-            while ident_end > i and not lower[ident_end - 1].isalnum():
-                ident_end -= 1
-            if ident_end not in seen:
-                seen.add(ident_end)
-                finding = _assignment_at(text, lower, i, ident_end)
-                if finding is not None:
-                    out.append(finding)
+            positions.append(i)
             i = lower.find(kw, i + 1)
+    positions.sort()
+    out: list[Finding] = []
+    seen: set[int] = set()
+    covered = -1  # keywords inside a value already found ("key=key=...") are skipped
+    for i in positions:
+        if i < covered:
+            continue
+        ident_end = _IDENT_RE.match(lower, i).end()  # type: ignore[union-attr]
+        # "-----END PRIVATE KEY-----:" is not an identifier; names end in a letter/digit.
+        while ident_end > i and not lower[ident_end - 1].isalnum():
+            ident_end -= 1
+        if ident_end in seen:
+            continue
+        seen.add(ident_end)
+        finding = _assignment_at(text, lower, i, ident_end)
+        if finding is not None:
+            out.append(finding)
+            covered = finding.end
     return out
 
 
@@ -747,12 +763,20 @@ def _assignment_at(text: str, lower: str, kw_pos: int, ident_end: int) -> Findin
         return None
     group = "dq" if m.group("dq") else "sq" if m.group("sq") else "bare"
     value = m.group(group)
+    end = m.end(group)
+    if group == "bare":
+        # Sentence punctuation after a bare value is not part of it ("password=abc123.").
+        stripped = value.rstrip(".)]}")
+        end -= len(value) - len(stripped)
+        value = stripped
+        if len(value) < 3:
+            return None
     if value.lower() in _NOT_A_SECRET or value.startswith(("<", "${", "{{", "%(")):
         return None  # empty, already redacted, or a template reference
     # "password: reset failed" is prose; "password: Hunter2!" is a credential.
     if m.group("op") == ":" and group == "bare" and not _looks_random(value):
         return None
-    return Finding(PIIType.SECRET, m.start(group), m.end(group))
+    return Finding(PIIType.SECRET, m.start(group), end)
 
 
 class SecretDetector(_BuiltinDetector):
@@ -803,7 +827,6 @@ _PRESIDIO_TYPES: dict[str, PIIType] = {
     "PERSON": PIIType.PERSON,
     "LOCATION": PIIType.LOCATION,
     "GPE": PIIType.LOCATION,
-    "NRP": PIIType.LOCATION,
 }
 
 
@@ -901,14 +924,16 @@ def _merge(cluster: list[Finding], end: int) -> Finding:
         return cluster[0]
     # A finding nested inside a longer one is part of it (a Luhn-valid run inside an IBAN, an
     # IPv4 tail inside an IPv6); among the outermost findings the most specific type wins.
-    outer = [
-        f
-        for f in cluster
-        if not any(
-            g.start <= f.start and f.end <= g.end and g.end - g.start > f.end - f.start
-            for g in cluster
-        )
-    ]
+    # ``cluster`` is sorted by (start, -end), so a finding is nested iff an earlier one
+    # reaches at least as far (identical spans are not nested in each other). O(k).
+    outer: list[Finding] = []
+    reach, reach_start = -1, -1
+    for f in cluster:
+        if f.end < reach or (f.end == reach and f.start > reach_start):
+            continue
+        outer.append(f)
+        if f.end > reach:
+            reach, reach_start = f.end, f.start
     winner = max(outer, key=lambda f: (_SPECIFICITY.get(f.type, 0), f.end - f.start))
     # The placeholder spans the whole cluster so no partially covered value leaks.
     return Finding(winner.type, cluster[0].start, end)

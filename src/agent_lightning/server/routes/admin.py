@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -33,6 +34,13 @@ def _oauth_error(status: int, error: str, description: str, headers=None) -> JSO
     return JSONResponse(
         {"error": error, "error_description": description}, status_code=status, headers=headers
     )
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    from agent_lightning.security.passwords import generate_secret, hash_secret
+
+    return hash_secret(generate_secret())
 
 
 @router.post("/oauth/token", tags=["auth"], summary="OAuth2 client credentials → access token")
@@ -69,11 +77,10 @@ def token(
                 headers={"Retry-After": str(retry)},
             )
     client = state.store.get_client(client_id)
-    ok = (
-        client is not None
-        and client.revoked_at is None
-        and verify_secret(client_secret, client.secret_hash)
-    )
+    # Always pay for one slow hash check, so an unknown id answers as slowly as a wrong secret
+    # (otherwise timing tells an attacker which client ids exist).
+    secret_ok = verify_secret(client_secret, client.secret_hash if client else _dummy_hash())
+    ok = client is not None and client.revoked_at is None and secret_ok
     if not ok:
         state.audit.record(
             Actor(client_id[:200], "client", None, remote),
