@@ -16,7 +16,11 @@ def with_components(settings: Settings, store: Store | None = None) -> ServerSta
         from agent_lightning.controller import LearningController
     except ImportError:  # the learning track is not installed in this build
         return state
-    controller = LearningController(state.store, state.audit)
+    controller = LearningController(
+        state.store,
+        state.audit,
+        on_version=lambda app_id, _name, _version: state.decisions.invalidate(app_id),
+    )
     state.controller = controller
     state.extras.setdefault("on_startup", []).append(controller.start)
     state.extras.setdefault("on_shutdown", []).append(controller.stop)

@@ -420,6 +420,21 @@ class Store:
             last_pk = decision.pk
         return examples, last_pk
 
+    def count_decisions_after(self, app_id: str, decision_point: str, after_pk: int) -> int:
+        with self.session() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Decision)
+                    .where(
+                        Decision.app_id == app_id,
+                        Decision.decision_point == decision_point,
+                        Decision.pk > after_pk,
+                    )
+                )
+                or 0
+            )
+
     # -- policies -------------------------------------------------------------------------------
 
     def create_policy(self, policy: Policy) -> Policy:

@@ -1,0 +1,436 @@
+"""LearningController: turns logged decisions and their rewards into new policy versions.
+
+A learning task, for one policy:
+
+1. starts from the live version (or, for a policy with none yet, from its spec's warm start);
+2. reads the decisions logged since the data that version was trained on, joined with their
+   rewards (the store applies the app's wait window, default reward and aggregation);
+3. trains a candidate on the older part and evaluates it off-policy on the newer part against
+   the live version, with the logged propensities;
+4. registers an immutable version (lineage: parent, data range, data hash, metrics) only when the
+   candidate's lower confidence bound beats the live version's estimate — or the operator forced
+   it — and then lets the candidate learn the held-out part too.
+
+Tasks run on a worker thread; the serving path never waits for them (it keeps answering from the
+live version, which is immutable). Triggers: `submit` (the API and SDK), `run` (the CLI, tests),
+and a scheduler that starts a task when a policy has `every_decisions` new settled decisions or
+`every_seconds` have passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent_lightning.security.audit import SYSTEM, Actor, AuditLog
+from agent_lightning.store import (
+    NotFound,
+    Policy,
+    PolicyVersion,
+    Store,
+    Task,
+    TrainingExample,
+    new_id,
+    utcnow,
+)
+
+log = logging.getLogger("agent_lightning.controller")
+
+
+class TaskError(Exception):
+    """A task could not run; the message says why (and lands in the task record)."""
+
+
+@dataclass(frozen=True)
+class LearnSettings:
+    holdout: float = 0.2  # newest share of the data kept back for the off-policy gate
+    min_eval: int = 20  # fewer held-out decisions than this: the gate cannot pass (unless forced)
+    confidence: float = 0.95
+    estimator: str = "snips"
+
+
+def data_hash(examples: list[TrainingExample]) -> str:
+    """Identifies exactly which records (and rewards) a version was trained on."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(
+            f"{example.decision.id}:{example.reward!r}:{example.correct_action_id};".encode()
+        )
+    return digest.hexdigest()
+
+
+def to_logged(example: TrainingExample) -> Any:
+    from agent_lightning.learning import Action, LoggedDecision
+
+    decision = example.decision
+    actions = [
+        Action(id=a["id"], description=a.get("description", ""), features=a.get("features") or None)
+        for a in decision.actions
+    ]
+    return LoggedDecision(
+        context=dict(decision.context or {}),
+        actions=actions,
+        action_id=decision.action_id,
+        propensity=decision.propensity,
+        reward=example.reward,
+        correct_action_id=example.correct_action_id,
+    )
+
+
+class LearningController:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        *,
+        settings: LearnSettings = LearnSettings(),
+        every_decisions: int | None = 500,
+        every_seconds: float | None = 600.0,
+        poll_seconds: float = 5.0,
+        on_version: Any = None,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.settings = settings
+        self.every_decisions = every_decisions
+        self.every_seconds = every_seconds
+        self.poll_seconds = poll_seconds
+        # Called with (app_id, policy_name, version) after a version goes live (cache refresh).
+        self.on_version = on_version
+        self._queue: queue.Queue[tuple[str, str, dict, Actor] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running_policies: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._last_run: dict[tuple[str, str], float] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        failed = self.store.fail_interrupted_tasks()
+        if failed:
+            log.warning("%d task(s) were interrupted by a restart and marked failed", failed)
+        self._stop.clear()
+        worker = threading.Thread(target=self._work, name="agl-learning-worker", daemon=True)
+        worker.start()
+        self._threads = [worker]
+        if self.every_decisions or self.every_seconds:
+            scheduler = threading.Thread(
+                target=self._schedule, name="agl-learning-scheduler", daemon=True
+            )
+            scheduler.start()
+            self._threads.append(scheduler)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        self._threads = []
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    def submit(self, app_id: str, params: dict[str, Any], *, actor: Actor = SYSTEM) -> Task:
+        """Queue a task; returns its record at once (status `queued`)."""
+        task = self._create(app_id, params, actor)
+        self._queue.put((app_id, task.id, params, actor))
+        return task
+
+    def run(self, app_id: str, params: dict[str, Any], *, actor: Actor = SYSTEM) -> Task:
+        """Run a task now, on this thread; returns the finished record."""
+        task = self._create(app_id, params, actor)
+        self._execute(app_id, task.id, params, actor)
+        return self.store.get_task(app_id, task.id)
+
+    def _create(self, app_id: str, params: dict[str, Any], actor: Actor) -> Task:
+        if params.get("task", "learn") != "learn":
+            raise TaskError(f"unknown task {params.get('task')!r}; today: learn")
+        if not params.get("policy"):
+            raise TaskError("a learn task needs a policy name")
+        task = self.store.create_task(
+            Task(
+                id=new_id(), app_id=app_id, kind="learn", params=dict(params), created_by=actor.name
+            )
+        )
+        self.audit.record(
+            actor,
+            "task.create",
+            "task",
+            task.id,
+            app_id=app_id,
+            after={"kind": "learn", "params": dict(params)},
+        )
+        return task
+
+    # -- execution ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._queue.get()
+            if item is None:
+                return
+            self._execute(*item)
+
+    def _execute(self, app_id: str, task_id: str, params: dict[str, Any], actor: Actor) -> None:
+        key = (app_id, params["policy"])
+        with self._lock:
+            busy = key in self._running_policies
+            if not busy:
+                self._running_policies.add(key)
+        if busy:
+            self.store.update_task(
+                task_id,
+                status="failed",
+                finished_at=utcnow(),
+                error="another learning task for this policy is running",
+            )
+            return
+        started = time.monotonic()
+        self.store.update_task(task_id, status="running", started_at=utcnow())
+        try:
+            result = self.learn(
+                app_id,
+                params["policy"],
+                force=bool(params.get("force")),
+                make_live=params.get("make_live", True),
+                max_examples=params.get("max_examples"),
+                actor=actor,
+            )
+            result["duration_seconds"] = round(time.monotonic() - started, 3)
+            self.store.update_task(task_id, status="succeeded", result=result, finished_at=utcnow())
+            self.audit.record(
+                actor,
+                "task.finish",
+                "task",
+                task_id,
+                app_id=app_id,
+                after={
+                    "status": "succeeded",
+                    "registered": result.get("registered"),
+                    "version": result.get("version"),
+                },
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure must land in the task record
+            message = str(exc) if isinstance(exc, TaskError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, TaskError):
+                log.exception("learning task %s failed", task_id)
+            self.store.update_task(task_id, status="failed", error=message, finished_at=utcnow())
+            self.audit.record(
+                actor,
+                "task.finish",
+                "task",
+                task_id,
+                app_id=app_id,
+                outcome="failed",
+                after={"status": "failed", "error": message},
+            )
+        finally:
+            with self._lock:
+                self._running_policies.discard(key)
+                self._last_run[key] = time.monotonic()
+
+    def learn(
+        self,
+        app_id: str,
+        policy_name: str,
+        *,
+        force: bool = False,
+        make_live: bool = True,
+        max_examples: int | None = None,
+        actor: Actor = SYSTEM,
+    ) -> dict[str, Any]:
+        from agent_lightning.learning import LearningError, make_policy
+        from agent_lightning.learning import Policy as LearnedPolicy
+
+        try:
+            policy = self.store.get_policy(app_id, policy_name)
+        except NotFound as exc:
+            raise TaskError(str(exc)) from None
+        parent_row = None
+        if policy.live_version is not None:
+            parent_row = self.store.get_policy_version(app_id, policy_name, policy.live_version)
+        try:
+            if parent_row is not None and parent_row.artifact:
+                parent = LearnedPolicy.from_bytes(parent_row.artifact)
+            elif policy.spec:
+                parent = make_policy(policy.spec)
+            else:
+                raise TaskError(
+                    f"policy {policy_name!r} has no live learned version and no spec to start "
+                    "from; create it with a spec, e.g. {'learner': 'linucb'}"
+                )
+        except LearningError as exc:
+            raise TaskError(f"cannot load the live version: {exc}") from None
+        after_pk = int((parent_row.data_range or {}).get("to_pk", 0)) if parent_row else 0
+        examples, last_pk = self.store.training_examples(
+            app_id, policy.decision_point, after_pk=after_pk, limit=max_examples
+        )
+        base = {
+            "policy": policy_name,
+            "parent_version": policy.live_version,
+            "examples": len(examples),
+        }
+        if not examples:
+            return {
+                **base,
+                "registered": False,
+                "reason": "no new settled decisions since the live version",
+            }
+        logged = [to_logged(e) for e in examples]
+        metrics, passed, candidate = self._train_and_gate(parent, logged)
+        registered = passed or force
+        if not registered:
+            return {
+                **base,
+                "registered": False,
+                "metrics": metrics,
+                "reason": "the candidate's lower confidence bound does not beat the live "
+                "version; more data may change that",
+            }
+        version = self._register(
+            policy,
+            parent_row,
+            candidate,
+            examples,
+            after_pk,
+            last_pk,
+            metrics,
+            make_live,
+            force,
+            actor,
+        )
+        return {
+            **base,
+            "registered": True,
+            "version": version.version,
+            "live": make_live,
+            "forced": force and not passed,
+            "metrics": metrics,
+        }
+
+    def _train_and_gate(self, parent: Any, logged: list[Any]) -> tuple[dict, bool, Any]:
+        from agent_lightning.learning import ope
+
+        n_eval = int(len(logged) * self.settings.holdout)
+        train, held_out = logged[: len(logged) - n_eval], logged[len(logged) - n_eval :]
+        candidate = parent.clone()
+        candidate.learn(train)
+        metrics: dict[str, Any] = {"train": len(train), "held_out": len(held_out)}
+        passed = False
+        if len(held_out) >= self.settings.min_eval:
+            estimates = ope.evaluate(
+                candidate, held_out, baseline=parent, level=self.settings.confidence
+            )
+            metrics["ope"] = estimates
+            chosen = estimates["candidate"][self.settings.estimator]
+            live = estimates["baseline"][self.settings.estimator]
+            passed = chosen["ci_low"] > live["value"]
+            metrics["gate"] = {
+                "estimator": self.settings.estimator,
+                "candidate_ci_low": chosen["ci_low"],
+                "live_value": live["value"],
+                "passed": passed,
+            }
+        else:
+            metrics["gate"] = {
+                "passed": False,
+                "reason": f"fewer than {self.settings.min_eval} held-out decisions",
+            }
+        candidate.learn(held_out)  # what goes live has learned from everything
+        return metrics, passed, candidate
+
+    def _register(
+        self,
+        policy: Policy,
+        parent_row,
+        candidate,
+        examples,
+        after_pk,
+        last_pk,
+        metrics,
+        make_live,
+        forced,
+        actor,
+    ) -> PolicyVersion:
+        first, last = examples[0].decision, examples[-1].decision
+        version = self.store.add_policy_version(
+            PolicyVersion(
+                id=new_id(),
+                policy_id=policy.id,
+                parent_version=parent_row.version if parent_row else None,
+                artifact=candidate.to_bytes(),
+                data_hash=data_hash(examples),
+                data_range={
+                    "from_pk": after_pk + 1,
+                    "to_pk": last_pk,
+                    "count": len(examples),
+                    "first_decision": first.id,
+                    "last_decision": last.id,
+                    "from": first.created_at.isoformat(),
+                    "to": last.created_at.isoformat(),
+                },
+                metrics=metrics,
+                notes="forced by the operator"
+                if forced and not metrics["gate"]["passed"]
+                else "passed the off-policy gate",
+                created_by=actor.name,
+            ),
+            make_live=make_live,
+        )
+        self.audit.record(
+            actor,
+            "policy_version.create",
+            "policy_version",
+            f"{policy.name}@{version.version}",
+            app_id=policy.app_id,
+            after={
+                "version": version.version,
+                "parent": version.parent_version,
+                "live": make_live,
+                "data_hash": version.data_hash,
+                "gate": metrics.get("gate"),
+            },
+        )
+        if make_live and self.on_version is not None:
+            self.on_version(policy.app_id, policy.name, version.version)
+        return version
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def due(self) -> list[tuple[str, str]]:
+        """Policies with enough new decisions, or whose interval has passed."""
+        out = []
+        now = time.monotonic()
+        for app in self.store.list_apps():
+            for policy in self.store.list_policies(app.id, limit=1000).items:
+                if not policy.spec and policy.live_version is None:
+                    continue
+                key = (app.id, policy.name)
+                after_pk = 0
+                if policy.live_version is not None:
+                    row = self.store.get_policy_version(app.id, policy.name, policy.live_version)
+                    after_pk = int((row.data_range or {}).get("to_pk", 0))
+                pending = self.store.count_decisions_after(app.id, policy.decision_point, after_pk)
+                last = self._last_run.get(key, 0.0)
+                enough = self.every_decisions and pending >= self.every_decisions
+                stale = self.every_seconds and pending and now - last >= self.every_seconds
+                if (enough and now - last >= 1.0) or stale:
+                    out.append(key)
+        return out
+
+    def _schedule(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                for app_id, name in self.due():
+                    with self._lock:
+                        if (app_id, name) in self._running_policies:
+                            continue
+                    self.submit(app_id, {"task": "learn", "policy": name})
+                    self._last_run[(app_id, name)] = time.monotonic()
+            except Exception:  # noqa: BLE001 - the scheduler must survive a bad tick
+                log.exception("learning scheduler tick failed")
