@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from agent_lightning.security.audit import SYSTEM, Actor, AuditLog
 from agent_lightning.store import (
     NotFound,
@@ -137,26 +139,41 @@ class LearningController:
 
     def submit(self, app_id: str, params: dict[str, Any], *, actor: Actor = SYSTEM) -> Task:
         """Queue a task; returns its record at once (status `queued`)."""
-        task = self._create(app_id, params, actor)
-        self._queue.put((app_id, task.id, params, actor))
+        task, created = self._create(app_id, params, actor)
+        if created:
+            self._queue.put((app_id, task.id, params, actor))
         return task
 
     def run(self, app_id: str, params: dict[str, Any], *, actor: Actor = SYSTEM) -> Task:
         """Run a task now, on this thread; returns the finished record."""
-        task = self._create(app_id, params, actor)
-        self._execute(app_id, task.id, params, actor)
+        task, created = self._create(app_id, params, actor)
+        if created:
+            self._execute(app_id, task.id, params, actor)
         return self.store.get_task(app_id, task.id)
 
-    def _create(self, app_id: str, params: dict[str, Any], actor: Actor) -> Task:
+    def _create(self, app_id: str, params: dict[str, Any], actor: Actor) -> tuple[Task, bool]:
+        """The task record; a client-supplied id that exists returns that task (a retry)."""
         if params.get("task", "learn") != "learn":
             raise TaskError(f"unknown task {params.get('task')!r}; today: learn")
         if not params.get("policy"):
             raise TaskError("a learn task needs a policy name")
-        task = self.store.create_task(
-            Task(
-                id=new_id(), app_id=app_id, kind="learn", params=dict(params), created_by=actor.name
+        if params.get("id"):
+            try:
+                return self.store.get_task(app_id, params["id"]), False
+            except NotFound:
+                pass
+        try:
+            task = self.store.create_task(
+                Task(
+                    id=params.get("id") or new_id(),
+                    app_id=app_id,
+                    kind="learn",
+                    params=dict(params),
+                    created_by=actor.name,
+                )
             )
-        )
+        except IntegrityError:
+            raise TaskError(f"task id {params.get('id')!r} is taken; choose another") from None
         self.audit.record(
             actor,
             "task.create",
@@ -165,7 +182,7 @@ class LearningController:
             app_id=app_id,
             after={"kind": "learn", "params": dict(params)},
         )
-        return task
+        return task, True
 
     # -- execution ------------------------------------------------------------------------------
 

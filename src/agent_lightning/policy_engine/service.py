@@ -116,19 +116,9 @@ class DecisionService:
         if request.id is not None:
             # A retried decide returns the decision already made, not a fresh sample.
             try:
-                done = self.store.get_record("decisions", app_id, request.id)
+                return self._stored(app_id, request.id)
             except NotFound:
                 pass
-            else:
-                return DecisionOutcome(
-                    done.id,
-                    done.action_id,
-                    done.propensity,
-                    dict(done.probabilities),
-                    done.policy_name,
-                    done.policy_version,
-                    "duplicate",
-                )
         policy = self.serving_policy(app_id, request.decision_point)
         version = None
         if policy is not None:
@@ -162,6 +152,9 @@ class DecisionService:
         result = self.pipeline.ingest_decisions(app_id, [record])
         if result.rejected:
             rejected = result.rejected[0]
+            if rejected.reason == "id_conflict" and request.id is not None:
+                # A concurrent retry of the same decide won the race: answer with its decision.
+                return self._stored(app_id, request.id)
             raise DecisionRejected(rejected.reason, rejected.message)
         accepted = result.accepted[0]
         return DecisionOutcome(
@@ -172,6 +165,18 @@ class DecisionService:
             record.policy_name,
             record.policy_version,
             accepted.status,
+        )
+
+    def _stored(self, app_id: str, decision_id: str) -> DecisionOutcome:
+        done = self.store.get_record("decisions", app_id, decision_id)
+        return DecisionOutcome(
+            done.id,
+            done.action_id,
+            done.propensity,
+            dict(done.probabilities),
+            done.policy_name,
+            done.policy_version,
+            "duplicate",
         )
 
     def _ask(self, model: Any, request: RankRequest) -> tuple[dict[str, float], str]:

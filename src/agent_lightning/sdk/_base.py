@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from agent_lightning import __version__
+from agent_lightning.sdk import _calls as calls
 from agent_lightning.sdk._auth import Credentials, TokenCache
 from agent_lightning.sdk._buffer import OnRejected
 from agent_lightning.sdk._calls import Call
@@ -20,18 +21,14 @@ from agent_lightning.sdk._exceptions import (
 from agent_lightning.sdk._retry import RetryPolicy
 
 USER_AGENT = f"agent-lightning-python/{__version__}"
-LIST_FILTERS = frozenset(
-    {
-        "since",
-        "until",
-        "session_id",
-        "user_id",
-        "decision_point",
-        "decision_id",
-        "policy_name",
-        "policy_version",
-    }
-)
+_COMMON_FILTERS = frozenset({"since", "until", "session_id", "user_id"})
+# The server ignores a filter that does not apply to a kind (and unknown parameters), so a
+# misspelt or misplaced filter would list everything: the SDK refuses them instead.
+LIST_FILTERS = {
+    "events": _COMMON_FILTERS | {"policy_name", "policy_version"},
+    "decisions": _COMMON_FILTERS | {"decision_point", "policy_name", "policy_version"},
+    "rewards": _COMMON_FILTERS | {"decision_id"},
+}
 
 
 class BaseClient:
@@ -59,6 +56,8 @@ class BaseClient:
             raise ValueError("pass either transport or app, not both")
         if flush_interval <= 0:
             raise ValueError("flush_interval must be > 0")
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be >= 1")
         self._credentials = Credentials.resolve(client_id, secret, api_key, base_url)
         self.client_id = self._credentials.client_id
         self.base_url = self._credentials.base_url
@@ -73,9 +72,7 @@ class BaseClient:
         self._tokens = TokenCache()
 
     def __repr__(self) -> str:
-        who = (
-            f"client_id={self.client_id!r}" if self.client_id is not None else "api_key='aglk_…'"
-        )
+        who = f"client_id={self.client_id!r}" if self.client_id is not None else "api_key='aglk_…'"
         return f"{type(self).__name__}(base_url={self.base_url!r}, {who}, buffer={self.buffer})"
 
     @property
@@ -131,10 +128,17 @@ class BaseClient:
             raise AgentLightningError("the token endpoint answered something unusable") from exc
 
     @staticmethod
-    def _check_filters(filters: dict[str, Any]) -> None:
-        unknown = set(filters) - LIST_FILTERS
+    def _list_params(
+        kind: str, filters: dict[str, Any], order: str, page_size: int
+    ) -> dict[str, Any]:
+        unknown = set(filters) - LIST_FILTERS[kind]
         if unknown:
             raise TypeError(
-                f"unknown filter(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(LIST_FILTERS))}"
+                f"unknown filter(s) for {kind}: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(LIST_FILTERS[kind]))}"
             )
+        if order not in ("asc", "desc"):
+            raise ValueError("order must be 'asc' or 'desc'")
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size must be between 1 and 1000")
+        return {**calls.list_params(filters, page_size), "order": order}

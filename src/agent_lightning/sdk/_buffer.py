@@ -115,9 +115,6 @@ class Reporter:
                 ]
             )
 
-    def whole(self, kind: str, records: list[dict[str, Any]], error: APIError) -> None:
-        self.report([RejectedRecord(kind, r, error.code, error.message) for r in records])
-
     def undelivered(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         message = "the client closed before this record could be delivered"
         self.report([RejectedRecord(kind, r, "undelivered", message) for kind, r in items])
@@ -150,26 +147,24 @@ def pause(failures: int, flush_interval: float) -> float:
 
 
 def _handle_failure(
-    pending: Pending, reporter: Reporter, kind: str, batch: list, error: BaseException
-) -> bool:
-    """Apply the outcome of a failed batch; True if the cycle may go on."""
-    records = [r for _, r in batch]
+    pending: Pending, kind: str, batch: list, error: BaseException
+) -> tuple[bool, list[RejectedRecord]]:
+    """Apply the outcome of a failed batch: (may the cycle go on, records to report)."""
     outcome = outcome_of(error)
     if outcome == "split" and len(batch) > 1:
         pending.limits[kind] = max(1, len(batch) // 2)
-        return True
+        return True, []
     if outcome in ("split", "reject"):
         assert isinstance(error, APIError)
         pending.settle(kind, batch)
-        reporter.whole(kind, records, error)
-        return True
+        return True, [RejectedRecord(kind, r, error.code, error.message) for _, r in batch]
     log.warning(
         "agent-lightning: sending %d %s failed (%s); will retry",
         len(batch),
         kind,
         error if isinstance(error, APIError) else type(error).__name__,
     )
-    return False
+    return False, []
 
 
 class SyncFlusher:
@@ -189,6 +184,7 @@ class SyncFlusher:
         self._reporter = Reporter(on_rejected)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopped = False
         self._closing = False
         self._closed = False
         self._requested = 0  # flush requests made / cycles completed, to answer flush()
@@ -233,7 +229,7 @@ class SyncFlusher:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                if not self._thread.is_alive():
+                if self._stopped:
                     break
                 self._cond.wait(remaining)
             return self._pending.settled_up_to(target)
@@ -257,6 +253,14 @@ class SyncFlusher:
         return not left
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # however the thread ends, nobody may keep waiting for it in flush()
+            with self._cond:
+                self._stopped = True
+                self._cond.notify_all()
+
+    def _loop(self) -> None:
         failures = 0
         while True:
             with self._cond:
@@ -294,8 +298,9 @@ class SyncFlusher:
                     result = self._send(kind, records)
                 except Exception as exc:  # noqa: BLE001 - every failure is classified
                     with self._cond:
-                        go_on = _handle_failure(self._pending, self._reporter, kind, batch, exc)
+                        go_on, refused = _handle_failure(self._pending, kind, batch, exc)
                         self._cond.notify_all()
+                    self._reporter.report(refused)
                     if not go_on:
                         return False
                     continue
@@ -349,9 +354,7 @@ class AsyncFlusher:
             raise RuntimeError("the client is closed")
         self._pending.add(kind, records)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="agl-sdk-flush"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="agl-sdk-flush")
         if self._pending.size >= MAX_BATCH:
             self._wake.set()
 
@@ -447,6 +450,8 @@ class AsyncFlusher:
             except (TimeoutError, asyncio.CancelledError):
                 pass
             raise
+        finally:  # however the task ends, nobody may keep waiting for it in flush()
+            self._signal_progress()
 
     def _ready(self, failures: int) -> bool:
         return not failures and (self._closing or self._pending.size >= MAX_BATCH)
@@ -463,8 +468,9 @@ class AsyncFlusher:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - every failure is classified
-                    go_on = _handle_failure(self._pending, self._reporter, kind, batch, exc)
+                    go_on, refused = _handle_failure(self._pending, kind, batch, exc)
                     self._signal_progress()
+                    self._reporter.report(refused)
                     if not go_on:
                         return False
                     continue

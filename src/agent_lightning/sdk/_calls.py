@@ -7,7 +7,7 @@ awaited), so the REST mapping exists once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,11 +51,17 @@ def _when(value: datetime | str | None) -> str | None:
 
 
 def with_ids(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of the records, each with an id (the caller's, or a new one); input untouched."""
+    """Copies of the records to send, each with an id.
+
+    A record without an id gets one written into the caller's dict as well, so sending the
+    same list again (after a TransportError, say) is idempotent too, and the caller can see it.
+    """
     out = []
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise TypeError(f"record {index} is a {type(record).__name__}, not a dict")
+        if not record.get("id") and isinstance(record, MutableMapping):
+            record["id"] = new_id()
         copy = dict(record)
         if not copy.get("id"):
             copy["id"] = new_id()

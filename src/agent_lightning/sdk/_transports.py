@@ -29,9 +29,7 @@ class SyncASGITransport(httpx.BaseTransport):
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="agl-sdk-asgi", daemon=True
-                )
+                thread = threading.Thread(target=loop.run_forever, name="agl-sdk-asgi", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop

@@ -245,6 +245,13 @@ def set_live(
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:\-]+$",
+        description="client-chosen id: a retried trigger returns the same task",
+    )
     task: str = Field("learn", pattern="^(learn)$", description="what to run; today: learn")
     policy: str = Field(..., min_length=1, max_length=200)
     force: bool = Field(False, description="register the candidate even if it does not beat live")
@@ -260,7 +267,14 @@ def create_task(
     state.store.get_policy(principal.app_id, body.policy)  # 404 before queueing
     if state.controller is None:
         raise APIError(503, "learning_unavailable", "the learning controller is not running")
-    task = state.controller.submit(principal.app_id, body.model_dump(), actor=principal.actor)
+    from agent_lightning.controller import TaskError
+
+    try:
+        task = state.controller.submit(
+            principal.app_id, body.model_dump(exclude_none=True), actor=principal.actor
+        )
+    except TaskError as exc:
+        raise APIError(422, "invalid_task", str(exc)) from None
     return serializers.task(task)
 
 

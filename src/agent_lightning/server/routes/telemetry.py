@@ -12,7 +12,7 @@ from agent_lightning.ingestion import BatchResult, RankRequest
 from agent_lightning.policy_engine.service import DecisionRejected
 from agent_lightning.server import serializers
 from agent_lightning.server.auth import Principal, current_principal
-from agent_lightning.server.errors import APIError
+from agent_lightning.server.errors import APIError, error_body
 from agent_lightning.store import Filters
 
 router = APIRouter(tags=["telemetry"])
@@ -22,18 +22,12 @@ def _state(request: Request):
     return request.app.state.agl
 
 
-def _single(result: BatchResult) -> JSONResponse:
+def _single(request: Request, result: BatchResult) -> JSONResponse:
     """One record in, one answer out: 201 created, 200 duplicate, 4xx rejected."""
     if result.rejected:
         rejected = result.rejected[0]
         status = {"id_conflict": 409, "unknown_decision": 404}.get(rejected.reason, 422)
-        body = {
-            "error": {
-                "code": rejected.reason,
-                "message": rejected.message,
-                "details": rejected.errors or None,
-            }
-        }
+        body = error_body(rejected.reason, rejected.message, request, rejected.errors or None)
         return JSONResponse(body, status_code=status)
     accepted = result.accepted[0]
     return JSONResponse(
@@ -83,9 +77,28 @@ def _filters(
     )
 
 
+APPLICABLE_FILTERS = {
+    "events": {"since", "until", "session_id", "user_id", "policy_name", "policy_version"},
+    "decisions": {
+        "since",
+        "until",
+        "session_id",
+        "user_id",
+        "decision_point",
+        "policy_name",
+        "policy_version",
+    },
+    "rewards": {"since", "until", "session_id", "user_id", "decision_id"},
+}
+
+
 def _listing(
     request: Request, kind: str, principal: Principal, filters: Filters, cursor, limit, order
 ):
+    given = {k for k, v in filters.__dict__.items() if v is not None}
+    wrong = sorted(given - APPLICABLE_FILTERS[kind])
+    if wrong:
+        raise APIError(422, "invalid_filter", f"{kind} cannot be filtered by {', '.join(wrong)}")
     page = _state(request).store.list_records(
         kind, principal.app_id, filters, cursor=cursor, limit=limit, order=order
     )
@@ -109,7 +122,9 @@ Order = Query("asc", pattern="^(asc|desc)$")
 def post_event(
     request: Request, body: Any = Body(...), principal: Principal = Depends(current_principal)
 ):
-    return _single(_state(request).pipeline.ingest_events(principal.app_id, [_object(body)]))
+    return _single(
+        request, _state(request).pipeline.ingest_events(principal.app_id, [_object(body)])
+    )
 
 
 @router.post("/events/batch", summary="Log a batch of events (per-record results)")
@@ -185,7 +200,7 @@ def reward_decision(
     principal: Principal = Depends(current_principal),
 ):
     record = {**_object(body), "decision_id": decision_id}
-    return _single(_state(request).pipeline.ingest_rewards(principal.app_id, [record]))
+    return _single(request, _state(request).pipeline.ingest_rewards(principal.app_id, [record]))
 
 
 # -- rewards ---------------------------------------------------------------------------------
@@ -195,7 +210,9 @@ def reward_decision(
 def post_reward(
     request: Request, body: Any = Body(...), principal: Principal = Depends(current_principal)
 ):
-    return _single(_state(request).pipeline.ingest_rewards(principal.app_id, [_object(body)]))
+    return _single(
+        request, _state(request).pipeline.ingest_rewards(principal.app_id, [_object(body)])
+    )
 
 
 @router.post("/rewards/batch", summary="Log a batch of rewards (per-record results)")
