@@ -10,6 +10,8 @@ digits, and so on.
 
 Scoring is span level: a prediction is a true positive when it overlaps a planted span of
 the same type; a planted span is recalled when some prediction of its type overlaps it.
+The generator and the detectors were written side by side, so treat the scores as a
+regression gate over many formats and placements, not as an estimate of real-world recall.
 
     python benchmarks/pii_bench.py [--n 2000] [--seed 7] [--json OUT]
 
@@ -530,6 +532,16 @@ def lookalike_snippet(rng: random.Random) -> str:
         lambda: "the password reset link did not work",
         lambda: "my token expired",
         lambda: f"max_tokens={rng.randint(100, 4000)}",
+        lambda: rng.choice(
+            [
+                "api_key=os.environ['OPENAI_API_KEY']",
+                "key = settings.SECRET_KEY",
+                'OPENAI_API_KEY="your-api-key-here"',
+                "token = response.json()['token']",
+            ]
+        ),
+        lambda: f"pin brotli>={rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.0",
+        lambda: f"step {rng.randint(1, 9)} of {rng.randint(10, 99)}: xs[1::2]",
     ]
     return rng.choice(makers)()
 
@@ -653,21 +665,32 @@ def score(msgs: list[Message], redactor: PIIRedactor) -> dict[str, dict[str, flo
 
 
 def throughput(texts: list[str], redactor: PIIRedactor, repeats: int = 5) -> dict[str, float]:
-    """Best-of-``repeats`` wall time for redacting every text once (best = least noise)."""
+    """Best-of-``repeats`` wall time for redacting every text once (best = least noise),
+    plus per-message latency percentiles (each message's best time over the repeats)."""
     if not texts:
-        return {"messages": 0, "msgs_per_s": 0.0, "us_per_msg": 0.0}
+        return {"messages": 0, "avg_chars": 0.0, "msgs_per_s": 0.0, "us_per_msg": 0.0}
     runs = []
+    per_msg = [float("inf")] * len(texts)
+    clock = time.perf_counter
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for t in texts:
             redactor.redact(t)
-        runs.append(time.perf_counter() - t0)
+        runs.append(clock() - t0)
+        for i, t in enumerate(texts):
+            s = clock()
+            redactor.redact(t)
+            per_msg[i] = min(per_msg[i], clock() - s)
     best = min(runs)
+    per_msg.sort()
     return {
         "messages": len(texts),
         "avg_chars": statistics.fmean(len(t) for t in texts),
         "msgs_per_s": len(texts) / best,
         "us_per_msg": best / len(texts) * 1e6,
+        "p50_us": per_msg[len(per_msg) // 2] * 1e6,
+        "p99_us": per_msg[min(len(per_msg) - 1, int(len(per_msg) * 0.99))] * 1e6,
+        "max_us": per_msg[-1] * 1e6,
     }
 
 
@@ -694,9 +717,12 @@ def print_report(scores: dict, perf: dict[str, dict[str, float]], failures: list
                 f"{s['precision']:>11.4f}"
             )
         for name, p in perf.items():
-            print(f"{name}: {p['msgs_per_s']:.0f} msg/s, {p['us_per_msg']:.1f} us/msg")
+            print(
+                f"{name}: {p['msgs_per_s']:.0f} msg/s, {p['us_per_msg']:.1f} us/msg, "
+                f"p50 {p['p50_us']:.1f} us, p99 {p['p99_us']:.1f} us, max {p['max_us']:.1f} us"
+            )
     else:
-        console = Console()
+        console = Console(width=max(Console().width, 110))
         table = Table(title="PII redaction: span-level recall / precision")
         for col in ("type", "planted", "recall", "predicted", "precision", "gated"):
             table.add_column(col, justify="left" if col == "type" else "right")
@@ -711,7 +737,16 @@ def print_report(scores: dict, perf: dict[str, dict[str, float]], failures: list
             )
         console.print(table)
         perf_table = Table(title="Throughput (best of 5 passes, 1 core)")
-        for col in ("set", "messages", "avg chars", "msgs/s", "µs/msg"):
+        for col in (
+            "set",
+            "messages",
+            "avg chars",
+            "msgs/s",
+            "µs/msg",
+            "p50 µs",
+            "p99 µs",
+            "max µs",
+        ):
             perf_table.add_column(col, justify="left" if col == "set" else "right")
         for name, p in perf.items():
             perf_table.add_row(
@@ -720,6 +755,9 @@ def print_report(scores: dict, perf: dict[str, dict[str, float]], failures: list
                 f"{p['avg_chars']:.0f}",
                 f"{p['msgs_per_s']:,.0f}",
                 f"{p['us_per_msg']:.1f}",
+                f"{p['p50_us']:.1f}",
+                f"{p['p99_us']:.1f}",
+                f"{p['max_us']:.1f}",
             )
         console.print(perf_table)
     if failures:

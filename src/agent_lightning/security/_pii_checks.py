@@ -97,8 +97,14 @@ def ssn_valid(digits: str) -> bool:
 
 
 def ipv6_valid(candidate: str) -> bool:
-    """Return True if ``candidate`` parses as an IPv6 address with at least one hex digit."""
-    if candidate.count(":") < 2 or candidate.strip(":") == "":
+    """Return True if ``candidate`` parses as an IPv6 address worth redacting.
+
+    Besides parsing, at least four hex digits are required (``::1`` excepted): Python slices
+    such as ``a[1::2]`` or ``[-2::]`` are syntactically valid compressed addresses.
+    """
+    if candidate.count(":") < 2:
+        return False
+    if candidate != "::1" and sum(c != ":" and c != "." for c in candidate) < 4:
         return False
     try:
         ipaddress.IPv6Address(candidate)

@@ -236,6 +236,13 @@ class _BuiltinDetector:
         raise NotImplementedError
 
 
+def _looks_like_key(token: str) -> bool:
+    """Generated keys and tokens contain digits, or are long and mixed case."""
+    if any(ch.isdigit() for ch in token):
+        return any(ch.isalpha() for ch in token)
+    return len(token) >= 16 and token != token.lower() and token != token.upper()
+
+
 def _looks_random(token: str) -> bool:
     """Credential-like value: letters mixed with digits/symbols, or long and mixed case."""
     if len(token) < 6 or not any(ch.isalpha() for ch in token):
@@ -294,16 +301,17 @@ class EmailDetector(_BuiltinDetector):
 # --------------------------------------------------------------------------- phone
 
 # Shared boundaries: not glued to a word, a '+', or another digit group (so we never cut a
-# phone-shaped piece out of a longer number such as a card, an IBAN or an order id).
+# phone-shaped piece out of a longer number such as a card, an IBAN or an order id). A
+# following " <digits>" is checked in Python (_continues_number): a date may follow a phone.
 _PH_START = r"(?<![\w+\-./#$€£¥])(?:(?=[+(])|(?<!\d[ .\-/:]))"
-_PH_END = r"(?![\w\-/])(?![ .,:]\d)"
+_PH_END = r"(?![\w\-/])(?![.,:]\d)"
 
 _PHONE_RE = re.compile(
     _PH_START + r"(?:"
     # International: +CC then 1-6 groups, optionally a (0) trunk or a bracketed area code.
     r"\+[1-9]\d{0,2}\)?(?:[ .\-]?\(0\))?(?:[ .\-]?\(\d{1,5}\))?(?:[ .\-]?\d{1,6}){1,6}"
-    # International with the 00 exit code; separators required: 0049 30 12345678
-    r"|00[1-9]\d{0,2}[ .\-]\d{1,5}(?:[ .\-]\d{1,8}){1,4}"
+    # International with the 00 exit code; separators required, no trunk 0: 0049 30 12345678
+    r"|00[1-9]\d{0,2}[ .\-][1-9]\d{0,4}(?:[ .\-]\d{1,8}){1,4}"
     # NANP with brackets: (555) 123-4567
     r"|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}"
     # NANP with one consistent separator, optional leading 1: 555-123-4567, 1-800-555-0199
@@ -328,6 +336,15 @@ _PHONE_CONNECTORS = frozenset("me us him her them back on at is now via".split()
 _PHONE_NUMBER_WORDS = frozenset(["number", "no", "nr", "num"])
 _PHONE_OWNERS = frozenset(["my", "your", "his", "her", "our", "their"])
 _CONTEXT_PUNCT = str.maketrans(dict.fromkeys(":#.,;!?()[]<>\"'-", " "))
+
+
+def _continues_number(text: str, end: int) -> bool:
+    """True if a space and a plain digit group follow ``end`` ("020 7946 0958 1234")."""
+    if end + 1 >= len(text) or text[end] != " " or not text[end + 1].isdigit():
+        return False
+    stop = text.find(" ", end + 1)
+    token = text[end + 1 : stop if stop != -1 else len(text)].rstrip(".,;:!?)]}\"'")
+    return token.isdigit()
 
 
 def _phone_context_before(lower: str, pos: int) -> bool:
@@ -361,10 +378,23 @@ class PhoneDetector(_BuiltinDetector):
             for m in _PHONE_RE.finditer(text, lo, hi):
                 g = m.group()
                 n = len(g.translate(_DROP_SEPARATORS).lstrip("+"))
+                if g[0] == "+":
+                    # The open-ended "+CC" form may have run into a following number
+                    # ("+1 (446) 913-2965 2021-02-17"): drop space-separated tails.
+                    while n > 15 and " " in g:
+                        g = g[: g.rindex(" ")]
+                        n = len(g.translate(_DROP_SEPARATORS).lstrip("+"))
+                if g[-2] in " .-" or not g[-1].isdigit():
+                    continue  # phones end in a group of 2+ digits; "+35236450.6" is a number
                 if g.startswith("00"):
                     n -= 2  # exit code
-                if (8 <= n <= 15) if g.startswith(("+", "00")) else (9 <= n <= 13):
-                    out.append(Finding(PIIType.PHONE, m.start(), m.end()))
+                end = m.start() + len(g)
+                if (
+                    ((8 <= n <= 15) if g.startswith(("+", "00")) else (9 <= n <= 13))
+                    and not _continues_number(text, end)
+                    and not _inside_iban_like(text, m.start())
+                ):
+                    out.append(Finding(PIIType.PHONE, m.start(), end))
         # Bare digit runs need a context word; islands are few, so look at the words before
         # each one rather than scanning the text for the words.
         for start, end, count in scan.islands:
@@ -379,8 +409,8 @@ class PhoneDetector(_BuiltinDetector):
 
 # --------------------------------------------------------------------------- payment cards
 
-# Loose candidate: 13-71 digits with single spaces/dashes. Validation below picks the
-# longest window of whole digit groups that looks like a formatted card and passes Luhn.
+# Loose candidate: 13-71 digits with single spaces/dashes; _card_windows splits it into runs
+# of digit groups and keeps those that look like a printed card and pass Luhn.
 # (The boundary check sits after the first digit so re can skip ahead to digits quickly.)
 _CARD_RE = re.compile(r"\d(?<![\w\-.,/+]\d)(?:[ \-]?\d){12,70}(?!\w)", re.ASCII)
 _CARD_SEP_RE = re.compile(r"[ \-]")
@@ -396,11 +426,12 @@ def _card_groups_ok(groups: list[str]) -> bool:
 def _card_windows(candidate: str) -> list[tuple[int, int]]:
     """Return (start, end) offsets within ``candidate`` of every valid card in it.
 
-    The candidate may have swallowed a neighbouring number written with another separator
-    ("call 07267678953 6217-7739-2184-6091"), so each maximal run of groups joined by one kind
-    of separator is tried as a whole. Runs are never cut into arbitrary sub-windows (a Luhn-
-    valid 16-digit slice of a tracking number is not a card); only a group shared with the
-    neighbouring run ("... 5690 2021-02-22") or a trailing group of one or two digits
+    The candidate may have swallowed neighbouring numbers ("call 07267678953 6217-7739-...",
+    "id 173265334307 6217886150980528919"), so it is split into runs: a group of more than
+    six digits stands alone, and shorter groups form a run while one kind of separator
+    joins them. Runs are never cut into arbitrary sub-windows (a Luhn-valid 16-digit slice of
+    a tracking number is not a card); only a group shared with the neighbouring run
+    ("... 5690 2021-02-22") or a trailing group of one or two digits
     ("4111 1111 1111 1111 12/26") may be dropped.
     """
     groups: list[tuple[int, int]] = []
@@ -411,24 +442,27 @@ def _card_windows(candidate: str) -> list[tuple[int, int]]:
         pos += len(part) + 1
         if pos <= len(candidate):
             seps.append(candidate[pos - 1])
+    n = len(groups)
+    glen = [b - a for a, b in groups]
     found: list[tuple[int, int]] = []
     used = 0  # groups before this index belong to a card already found
-    i = 0
-    while i < len(groups):
+    i, head_shared = 0, False
+    while i < n:
         j = i + 1
-        while j < len(groups) and (j == i + 1 or seps[j - 1] == seps[j - 2]):
-            j += 1
-        # Ambiguous edges: a group shared with the neighbouring run, or a 1-2 digit tail.
-        shared_head = i > 0
-        shared_tail = j < len(groups)
-        short_tail = j - i > 1 and groups[j - 1][1] - groups[j - 1][0] <= 2
+        if glen[i] <= 6:
+            while j < n and glen[j] <= 6 and (j == i + 1 or seps[j - 1] == seps[j - 2]):
+                j += 1
+        # The run stopped at a change of separator: its last group may start the next run.
+        tail_shared = glen[i] <= 6 and j < n and glen[j] <= 6
         tries = [(i, j)]
-        if shared_tail or short_tail:
+        if tail_shared or (j - i > 1 and glen[j - 1] <= 2):
             tries.append((i, j - 1))
-        if shared_head:
+        if head_shared:
             tries += [(i + 1, end) for _, end in tries]
         for start, end in tries:
-            if end <= start or start < used:
+            if end <= start or start < used or candidate[groups[start][0]] not in "23456":
+                continue  # every card network's IIN starts with 2-6
+            if not 13 <= sum(glen[start:end]) <= 19:
                 continue
             parts = [candidate[a:b] for a, b in groups[start:end]]
             compact = "".join(parts)
@@ -441,15 +475,17 @@ def _card_windows(candidate: str) -> list[tuple[int, int]]:
                 found.append((groups[start][0], groups[end - 1][1]))
                 used = end
                 break
-        if j >= len(groups):
-            break
-        i = j - 1  # the last group may start the next run ("...953 6217-7739-...")
+        i, head_shared = (j - 1, True) if tail_shared else (j, False)
     return found
 
 
-# The numeric body of an IBAN-like code ("AT42 4997 2131 3836 4548") is not a card even
-# when the IBAN's checksum fails.
-_IBAN_HEAD_RE = re.compile(r"[A-Za-z]{2}[0-9]{2}[ \-]\Z")
+# The numeric body of an IBAN-shaped code ("GB27 KTPI 0046 3586 4300 10") is neither a card
+# nor a phone number, even when the IBAN's checksum fails.
+_IBAN_PREFIX_RE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?: [A-Za-z0-9]{4}){0,7} \Z")
+
+
+def _inside_iban_like(text: str, start: int) -> bool:
+    return start > 4 and _IBAN_PREFIX_RE.search(text, max(0, start - 40), start) is not None
 
 
 class CreditCardDetector(_BuiltinDetector):
@@ -466,17 +502,17 @@ class CreditCardDetector(_BuiltinDetector):
             for m in _CARD_RE.finditer(scan.text, lo, hi):
                 s = m.start()
                 for a, b in _card_windows(m.group()):
-                    if a == 0 and _IBAN_HEAD_RE.search(scan.text, max(0, s - 5), s):
-                        continue
-                    out.append(Finding(PIIType.CREDIT_CARD, s + a, s + b))
+                    if not _inside_iban_like(scan.text, s + a):
+                        out.append(Finding(PIIType.CREDIT_CARD, s + a, s + b))
         return out
 
 
 # --------------------------------------------------------------------------- IBAN
 
-# Candidate: country + check digits + up to 34 alphanumerics in optional single-space groups.
-# It may run into following words; validation cuts it at the country's registered length.
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,34}")
+# Candidate: country + check digits + up to 34 alphanumerics in optional single-space groups
+# (ISO 13616 prints with spaces; dashes would let UUIDs in). It may run into following words;
+# validation cuts it at the country's registered length.
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9\-])[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){11,34}")
 
 
 def _iban_span(candidate: str) -> int | None:
@@ -494,7 +530,7 @@ def _iban_span(candidate: str) -> int | None:
                 # Must end on a token boundary, not in the middle of a longer code.
                 if end < len(upper) and upper[end].isalnum():
                     return None
-                compact = upper[:end].replace(" ", "").replace("-", "")
+                compact = upper[:end].replace(" ", "")
                 return end if iban_valid(compact) else None
     return None
 
@@ -506,7 +542,7 @@ class IBANDetector(_BuiltinDetector):
     types = frozenset({PIIType.IBAN})
 
     def _find(self, scan: _Scan) -> list[Finding]:
-        if scan.digits < 8:
+        if scan.digits < 2:  # only the check digits are sure to be digits (CH, IT: alnum BBAN)
             return []
         text = scan.text
         out: list[Finding] = []
@@ -526,7 +562,10 @@ class IBANDetector(_BuiltinDetector):
 # --------------------------------------------------------------------------- IP addresses
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4_RE = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w)(?!\.\d)", re.ASCII)
+# Not after a version-pin operator: "brotli>=1.2.0.0" is a version, not an address.
+_IPV4_RE = re.compile(
+    rf"(?<![\w.])(?<![=<>~!]=)(?<![<>~^])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w)(?!\.\d)", re.ASCII
+)
 # Candidate: hex groups and colons, optionally ending in a dotted quad (::ffff:1.2.3.4);
 # ipaddress does the real validation so times like 10:32:45 and MAC addresses are rejected.
 _IPV6_RE = re.compile(
@@ -643,7 +682,10 @@ _PREFIXED_SECRETS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
         re.compile(
             r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----"
             r"[A-Za-z0-9+/=\s:,\-]{0,20000}?"
-            r"(?:-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----|(?=[^A-Za-z0-9+/=\s:,\-])|\Z)"
+            # A truncated block counts once some key material follows the header; a bare
+            # header string in code (b"-----BEGIN ... KEY-----") is not a secret.
+            r"(?:-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----"
+            r"|(?<=[A-Za-z0-9+/=]{16})(?=\s*(?:[^A-Za-z0-9+/=\s:,\-]|\Z)))"
         ),
     ),
     # JWTs: header.payload.signature; header and payload are base64url JSON ('eyJ' = '{"').
@@ -698,12 +740,14 @@ _AUTH_SCHEME_RE = re.compile(
     r"(?<![a-z0-9_])(?:bearer|basic|token)\s+(?P<tok>[A-Za-z0-9\-._~+/]{12,4096}=*)(?![\w\-])",
     re.ASCII,
 )
+_URL_CRED_PLACEHOLDERS = frozenset({"user:pass", "user:password", "username:password"})
 _URL_CREDS_RE = re.compile(r"://(?P<cred>[^\s:/@]{1,128}:[^\s/@]{1,256})@")
 
 # Generic "name = value" credentials. Anchored on keyword occurrences (found with str.find)
 # rather than scanning the text with an alternation, which is ~10x slower in CPython's re.
 _ASSIGN_KEYWORDS = ("key", "secret", "token", "pass", "pwd")
-_ASSIGN_SUFFIXES = ("key", "secret", "token", "password", "passwd", "passphrase", "pwd", "pass")
+_PASSWORD_SUFFIXES = ("password", "passwd", "passphrase", "pwd", "pass")
+_ASSIGN_SUFFIXES = ("key", "secret", "token", *_PASSWORD_SUFFIXES)
 # Identifiers that end like a credential name but are not one.
 _ASSIGN_DENY = (
     "publickey", "primarykey", "foreignkey", "sortkey", "partitionkey", "cachekey",
@@ -712,11 +756,23 @@ _ASSIGN_DENY = (
     "overpass", "underpass", "boardingpass", "buspass",
 )  # fmt: skip
 _IDENT_RE = re.compile(r"[A-Za-z0-9_.\-]{0,64}")
+# The operator is "=", ":" or "=>", never "==", "::" or ":=" (comparisons, code).
 _ASSIGN_VALUE_RE = re.compile(
-    r"[\"']?[ \t]*(?P<op>=>|[:=])[ \t]*"
-    r"(?:\"(?P<dq>[^\"\n]{3,256})\"|'(?P<sq>[^'\n]{3,256})'|(?P<bare>[^\s\"'<>,;&]{3,256}))"
+    r"[\"']?(?P<pre>[ \t]*)(?P<op>=>|:(?![:=])|=(?!=))(?P<post>[ \t]*)"
+    r"(?:\"(?P<dq>[^\"\n]{3,256})\"|'(?P<sq>[^'\n]{3,256})'"
+    r"|(?P<bare>[^\s\"'`<>,;&:=(\[{][^\s\"'`<>,;&]{2,255}))"
 )
-_NOT_A_SECRET = frozenset({"none", "null", "nil", "true", "false", "undefined", "xxx", "***"})
+_NOT_A_SECRET = frozenset({"none", "null", "nil", "true", "false", "undefined"})
+# Documentation placeholders ("your_api_key", "sk-...", "<token>") are not secrets.
+_PLACEHOLDER_HINTS = ("your", "example", "placeholder", "changeme", "...", "…", "api key")
+# Code on the right-hand side: a dotted name (``key = settings.SECRET_KEY``), a call or
+# subscript (``token = f.encrypt(b"...")``, ``password = auth[2]``), a shell variable
+# (``$API_KEY``) or a colour (``Token: '#ABB2BF'``).
+_CODE_REF_RE = re.compile(
+    r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:[(\[].*)?|[A-Za-z_]\w*[(\[].*"
+    r"|\$\{?[A-Za-z_]\w*\}?|#[0-9A-Fa-f]{3,8}"
+)
+_WORD_RE = re.compile(r"[A-Za-z_]+")
 
 
 def _assignment_findings(text: str, lower: str) -> list[Finding]:
@@ -755,8 +811,11 @@ def _assignment_at(text: str, lower: str, kw_pos: int, ident_end: int) -> Findin
         and (lower[start - 1].isalnum() or lower[start - 1] in "_.-")
     ):
         start -= 1
+    if start > 0 and lower[start - 1] in "=<>!":
+        return None  # right-hand side of a comparison
     ident = lower[start:ident_end].replace("_", "").replace("-", "").replace(".", "")
-    if not ident.endswith(_ASSIGN_SUFFIXES) or ident.endswith(_ASSIGN_DENY):
+    # A bare "key" is a dict key or sort key far more often than a credential.
+    if ident == "key" or not ident.endswith(_ASSIGN_SUFFIXES) or ident.endswith(_ASSIGN_DENY):
         return None
     m = _ASSIGN_VALUE_RE.match(text, ident_end)
     if m is None:
@@ -766,13 +825,28 @@ def _assignment_at(text: str, lower: str, kw_pos: int, ident_end: int) -> Findin
     end = m.end(group)
     if group == "bare":
         # Sentence punctuation after a bare value is not part of it ("password=abc123.").
-        stripped = value.rstrip(".)]}")
+        stripped = value.rstrip(".,;:)]}")
         end -= len(value) - len(stripped)
         value = stripped
         if len(value) < 3:
             return None
-    if value.lower() in _NOT_A_SECRET or value.startswith(("<", "${", "{{", "%(")):
+    low = value.lower()
+    if low in _NOT_A_SECRET or value.startswith(("<", "${", "{{", "%(")):
         return None  # empty, already redacted, or a template reference
+    if any(h in low for h in _PLACEHOLDER_HINTS) or len(set(low)) <= 2:
+        return None  # "your_api_key", "sk-...", "xxxxxxxx", "********"
+    if _CODE_REF_RE.fullmatch(value):
+        return None
+    if not ident.endswith(_PASSWORD_SUFFIXES):
+        # Keys, tokens and secrets are generated strings; a plain word after "token=" or
+        # "private_key:" is a variable, an enum value or a placeholder.
+        return Finding(PIIType.SECRET, m.start(group), end) if _looks_like_key(value) else None
+    if group == "bare" and _WORD_RE.fullmatch(value):
+        # A bare word is a variable in code when it names a credential ("password=password"),
+        # is snake_case, or sits in spaced code style ("passwd = getpass").
+        spaced = bool(m.group("pre")) and bool(m.group("post"))
+        if spaced or "_" in value or any(k in low for k in _ASSIGN_KEYWORDS):
+            return None
     # "password: reset failed" is prose; "password: Hunter2!" is a credential.
     if m.group("op") == ":" and group == "bare" and not _looks_random(value):
         return None
@@ -803,13 +877,19 @@ class SecretDetector(_BuiltinDetector):
             while i != -1:
                 # Match on ``lower`` for the scheme word, then read the token from ``text``.
                 m = _AUTH_SCHEME_RE.match(lower, i)
-                if m is not None and _looks_random(text[m.start("tok") : m.end("tok")]):
-                    out.append(Finding(PIIType.SECRET, m.start("tok"), m.end("tok")))
+                if m is not None:
+                    tok = text[m.start("tok") : m.end("tok")].rstrip(".")  # sentence end
+                    if len(tok) >= 12 and _looks_like_key(tok):
+                        start = m.start("tok")
+                        out.append(Finding(PIIType.SECRET, start, start + len(tok)))
                 i = lower.find(scheme, i + 1)
         if "://" in text and "@" in text:
             out.extend(
                 Finding(PIIType.SECRET, m.start("cred"), m.end("cred"))
                 for m in _URL_CREDS_RE.finditer(text)
+                # Not a placeholder: "<user>:<password>", "[user:passwd@]", "${USER}:..."
+                if not any(c in m.group("cred") for c in "<{[$")
+                and m.group("cred").lower() not in _URL_CRED_PLACEHOLDERS
             )
         if ("=" in text or ":" in text) and any(k in lower for k in _ASSIGN_KEYWORDS):
             out.extend(_assignment_findings(text, lower))
