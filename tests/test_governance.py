@@ -195,3 +195,22 @@ def test_other_settings_change_nothing_without_admin(api: Api, settings: Setting
     assert api.client.patch("/v1/app", json={"name": "x"}, headers=dev).status_code == 403
     assert api.client.post("/v1/clients", json={}, headers=dev).status_code == 403
     assert replace(settings).max_batch == 1000
+
+
+def test_encryption_key_rotation_through_the_cli(sqlite_url: str, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from agent_lightning.cli import app as cli
+    from agent_lightning.security.crypto import SecretBox, generate_key
+    from agent_lightning.security.secrets import get_secret, put_secret
+
+    old, new = generate_key(), generate_key()
+    store = Store(sqlite_url)
+    store.ensure_app("acme")
+    put_secret(store, SecretBox([old]), "acme", "crm", "hunter2")
+    monkeypatch.setenv("AGL_ENCRYPTION_KEYS", f"{new},{old}")
+    monkeypatch.setenv("AGL_DATA_DIR", str(tmp_path / "d"))
+    result = CliRunner().invoke(cli, ["secrets", "rotate", "--database-url", sqlite_url])
+    assert result.exit_code == 0 and "re-encrypted 1" in result.output
+    assert get_secret(store, SecretBox([new]), "acme", "crm") == "hunter2"  # old key retired
+    store.close()

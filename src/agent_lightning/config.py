@@ -11,6 +11,7 @@ Environment variables (all optional):
 - `AGL_TOKEN_TTL_SECONDS`: lifetime of issued access tokens (default 900).
 - `AGL_MAX_BODY_BYTES`: largest request body accepted (default 1 MiB).
 - `AGL_MAX_BATCH`: most records in one batch (default 1000).
+- `AGL_RETENTION_EVERY_SECONDS`: how often retention rules are enforced (default hourly).
 - `AGL_OIDC_ISSUER`, `AGL_OIDC_AUDIENCE`, `AGL_OIDC_ROLES_CLAIM`, `AGL_OIDC_APP_CLAIM`: accept
   tokens from an external identity provider.
 """
@@ -58,6 +59,7 @@ class Settings:
     # Token endpoint brute-force protection: attempts per second and burst per client/address.
     token_rate: float = 1.0
     token_burst: int = 10
+    retention_every_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -77,6 +79,7 @@ class Settings:
             oidc_audience=os.environ.get("AGL_OIDC_AUDIENCE") or None,
             oidc_roles_claim=os.environ.get("AGL_OIDC_ROLES_CLAIM") or "roles",
             oidc_app_claim=os.environ.get("AGL_OIDC_APP_CLAIM") or "app",
+            retention_every_seconds=float(_int_env("AGL_RETENTION_EVERY_SECONDS", 3600)),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

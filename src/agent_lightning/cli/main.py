@@ -372,3 +372,32 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+secrets_app = typer.Typer(help="Connector credentials encrypted at rest.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(database_url: DatabaseUrl = None) -> None:
+    """Re-encrypt every stored credential under the primary key (first of AGL_ENCRYPTION_KEYS).
+
+    To rotate: put a new key first in AGL_ENCRYPTION_KEYS (or the key file), keep the old one
+    after it, run this, then remove the old key.
+    """
+    import os
+
+    from agent_lightning.security.crypto import SecretBox, load_or_create_keyfile
+    from agent_lightning.security.secrets import rotate_all
+
+    settings = _settings(database_url)
+    if os.environ.get("AGL_ENCRYPTION_KEYS"):
+        box = SecretBox.from_env()
+    else:
+        box = SecretBox(load_or_create_keyfile(settings.data_dir / "encryption.keys"))
+    store = _store(database_url)
+    count = rotate_all(store, box)
+    from agent_lightning.security.audit import AuditLog
+
+    AuditLog(store).record(_cli_actor(), "secrets.rotate", "secret", None, after={"count": count})
+    console.print(f"re-encrypted {count} secret(s) under the primary key")

@@ -79,3 +79,39 @@ def erase_user(store: Store, audit: AuditLog, app_id: str, user_id: str, actor: 
     # The audit entry names the user id (needed to prove the erasure) but holds no content.
     audit.record(actor, "user.erase", "user", user_id, app_id=app_id, after=removed)
     return removed
+
+
+class RetentionScheduler:
+    """Applies retention on a timer (hourly by default) in a daemon thread; audited each run."""
+
+    def __init__(self, store: Store, audit: AuditLog, every_seconds: float = 3600.0) -> None:
+        import threading
+
+        self.store = store
+        self.audit = audit
+        self.every_seconds = every_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        import threading
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="agl-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        import logging
+
+        from agent_lightning.security.audit import Actor
+
+        while not self._stop.wait(self.every_seconds):
+            try:
+                apply(self.store, self.audit, Actor("retention-scheduler", "system"))
+            except Exception:  # noqa: BLE001 - try again next tick; the failure is logged
+                logging.getLogger("agent_lightning.retention").exception("retention run failed")

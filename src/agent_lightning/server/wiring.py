@@ -12,6 +12,11 @@ from agent_lightning.store import Store
 
 def with_components(settings: Settings, store: Store | None = None) -> ServerState:
     state = build_state(settings, store)
+    from agent_lightning.security.retention import RetentionScheduler
+
+    retention = RetentionScheduler(state.store, state.audit, settings.retention_every_seconds)
+    state.extras.setdefault("on_startup", []).append(retention.start)
+    state.extras.setdefault("on_shutdown", []).append(retention.stop)
     try:
         from agent_lightning.controller import LearningController
     except ImportError:  # the learning track is not installed in this build
