@@ -97,7 +97,9 @@ def test_erasure_removes_a_user_everywhere_and_is_audited(api: Api) -> None:
         == 403
     )
     erased = api.client.delete("/v1/users/u1", headers=admin)
-    assert erased.json()["removed"] == {"events": 1, "decisions": 1, "rewards": 1}
+    removed = erased.json()["removed"]
+    assert (removed["events"], removed["decisions"], removed["rewards"]) == (1, 1, 1)
+    assert removed["gateway_spans"] == 0  # other components' tables are swept too
     for kind in ("events", "decisions", "rewards"):
         items = api.client.get(f"/v1/{kind}", headers=admin).json()["items"]
         assert all(item.get("user_id") != "u1" for item in items) and items
@@ -112,6 +114,7 @@ def test_retention_rules_apply_and_are_audited(api: Api) -> None:
         "events": 30,
         "decisions": 365,
         "rewards": 365,
+        "spans": 30,
     }
     assert (
         api.client.put("/v1/retention/events", json={"days": 7}, headers=admin).status_code == 200

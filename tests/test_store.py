@@ -157,6 +157,25 @@ def test_reward_join_aggregates_and_defaults(store: Store) -> None:
     assert store.training_examples("acme", "intent", now=later)[0][0].reward == 0.25
 
 
+def test_a_session_reward_scores_every_decision_of_the_session(store: Store) -> None:
+    store.ensure_app("acme")
+    store.insert_records(
+        "decisions",
+        "acme",
+        [_decision(1, session_id="run-1"), _decision(2, session_id="run-1"), _decision(3)],
+    )
+    row = {"id": "rs", "session_id": "run-1", "value": 0.5, "source": "user"}
+    store.insert_records("rewards", "acme", [{**row, "content_hash": content_hash(row)}])
+    store.insert_records("rewards", "acme", [_reward(9, "d1", 0.25)])
+    later = datetime.now(UTC) + timedelta(days=2)
+    examples, _ = store.training_examples("acme", "intent", now=later)
+    assert [(e.decision.id, e.reward, e.reward_count) for e in examples] == [
+        ("d1", 0.75, 2),
+        ("d2", 0.5, 1),
+        ("d3", 0.0, 0),
+    ]
+
+
 def test_app_settings_are_validated(store: Store) -> None:
     store.ensure_app("acme")
     with pytest.raises(ValueError, match="reward_aggregation"):
@@ -203,7 +222,11 @@ def test_erasure_removes_a_user_everywhere(store: Store) -> None:
     )
     store.insert_records("rewards", "acme", [_reward(1, "d1", 1.0), _reward(2, "d2", 1.0)])
     removed = store.delete_user("acme", "u1")
-    assert removed == {"events": 1, "decisions": 1, "rewards": 1}
+    assert {k: removed[k] for k in ("events", "decisions", "rewards")} == {
+        "events": 1,
+        "decisions": 1,
+        "rewards": 1,
+    }
     assert store.count_records("events", "acme") == 1
     assert store.count_records("rewards", "acme") == 1
     assert store.list_records("decisions", "acme").items[0].user_id == "u2"

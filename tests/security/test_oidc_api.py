@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.conftest import Api, make_api
+from tests.security.test_oidc import AUDIENCE, IdentityProvider
 
 from agent_lightning.config import Settings
 from agent_lightning.store import Store
-from tests.conftest import Api, make_api
-from tests.security.test_oidc import AUDIENCE, IdentityProvider
 
 
 @pytest.fixture

@@ -91,7 +91,9 @@ class GatewayAuthenticator:
             claims, kind = state.token_issuer.verify(credential), "client"
         except InvalidToken as own:
             if state.oidc is None:
-                raise unauthorized(f"the token is not valid: {own.message}", "invalid_token")
+                raise unauthorized(
+                    f"the token is not valid: {own.message}", "invalid_token"
+                ) from None
             try:
                 claims = await asyncio.to_thread(state.oidc.verify, credential)
             except InvalidToken as exc:

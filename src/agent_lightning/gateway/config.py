@@ -31,7 +31,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -89,7 +89,7 @@ class Runtime(_Strict):
             return "openai"
         if value in ("azure_openai", "azure"):
             return "azure_openai"
-        raise ValueError(f"kind must be openai (or vllm, llama_cpp, ...) or azure_openai")
+        raise ValueError("kind must be openai (or vllm, llama_cpp, ...) or azure_openai")
 
     @field_validator("base_url")
     @classmethod
@@ -197,9 +197,7 @@ class Router:
         config = self.config
         route = next((r for r in config.routes if r.model == model), None)
         if route is None:
-            route = next(
-                (r for r in config.routes if fnmatch.fnmatchcase(model, r.model)), None
-            )
+            route = next((r for r in config.routes if fnmatch.fnmatchcase(model, r.model)), None)
         if route is not None:
             primary = Target(route.runtime, route.upstream_model)
             fallbacks = route.fallback or config.runtimes[route.runtime].fallback

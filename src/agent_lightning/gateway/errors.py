@@ -19,9 +19,7 @@ import json
 
 
 class GatewayError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, type_: str | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, type_: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -70,6 +68,7 @@ class UpstreamFailure(Exception):
         self.code = code
         self.message = message
         self.upstream = upstream
+        self.retries = 0
 
     def as_gateway_error(self) -> GatewayError:
         return GatewayError(self.status, self.code, self.message)

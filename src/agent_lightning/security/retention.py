@@ -14,8 +14,9 @@ from sqlalchemy import select
 from agent_lightning.security.audit import Actor, AuditLog
 from agent_lightning.store import RetentionRule, Store, utcnow
 
-KINDS = ("events", "decisions", "rewards")
-DEFAULT_DAYS = {"events": 30, "decisions": 365, "rewards": 365}
+KINDS = ("events", "decisions", "rewards", "spans")
+# Spans (gateway model calls, ingested traces) hold raw conversation content: kept like events.
+DEFAULT_DAYS = {"events": 30, "decisions": 365, "rewards": 365, "spans": 30}
 MAX_DAYS = 36_500
 
 
@@ -65,7 +66,7 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
     for app_id in app_ids or [a.id for a in store.list_apps()]:
         removed: dict[str, int] = {}
         # Rewards first, then decisions (rewards hang off decisions), then events.
-        for kind in ("rewards", "decisions", "events"):
+        for kind in ("rewards", "decisions", "events", "spans"):
             days = rules(store, app_id)[kind]
             removed[kind] = store.delete_older_than(app_id, kind, now - timedelta(days=days))
         report[app_id] = removed

@@ -14,5 +14,11 @@ def app_from_env() -> FastAPI:
     from agent_lightning.server.wiring import with_components
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from agent_lightning.gateway import mount_gateway_if_configured
+
     settings = Settings.from_env()
-    return create_app(settings, state=with_components(settings))
+    state = with_components(settings)
+    app = create_app(settings, state=state)
+    # The OpenAI-compatible gateway, when runtimes/runtime.yaml (or $AGL_RUNTIME_CONFIG) exists.
+    mount_gateway_if_configured(app, state)
+    return app

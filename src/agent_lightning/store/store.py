@@ -295,7 +295,8 @@ class Store:
                 else:
                     outcomes.append(InsertOutcome(row["id"], "conflict"))
             if fresh:
-                s.execute(model.__table__.insert(), fresh)
+                # executemany needs one shape; keep batch order (it is the pk order readers see).
+                s.execute(model.__table__.insert(), _same_shape(model, fresh))
         return outcomes
 
     def existing_decision_ids(self, app_id: str, ids: Iterable[str]) -> set[str]:
@@ -396,10 +397,26 @@ class Store:
                     .order_by(Reward.pk)
                 ):
                     rewards.setdefault(reward.decision_id or "", []).append(reward)
+            # A reward for a whole session (a multi-step agent run) scores every decision in it.
+            by_session: dict[str, list[Reward]] = {}
+            sessions = sorted({d.session_id for d in decisions if d.session_id})
+            for chunk in _chunks(sessions, 500):
+                for reward in s.scalars(
+                    select(Reward)
+                    .where(
+                        Reward.app_id == app_id,
+                        Reward.decision_id.is_(None),
+                        Reward.session_id.in_(chunk),
+                    )
+                    .order_by(Reward.pk)
+                ):
+                    by_session.setdefault(reward.session_id or "", []).append(reward)
         examples: list[TrainingExample] = []
         last_pk = after_pk
         for decision in decisions:
             got = rewards.get(decision.id, [])
+            if decision.session_id and decision.session_id in by_session:
+                got = sorted(got + by_session[decision.session_id], key=lambda r: r.pk)
             if not got and as_utc(decision.created_at) + window > now:
                 break
             deadline = as_utc(decision.created_at) + window
@@ -619,9 +636,28 @@ class Store:
                     delete(Event).where(Event.app_id == app_id, Event.user_id == user_id)
                 ).rowcount
             )
+            # Tables added by other components (gateway spans, traces) that hold a user_id.
+            for table in _extra_tables(lambda t: "user_id" in t.c):
+                removed = s.execute(
+                    table.delete().where(table.c.app_id == app_id, table.c.user_id == user_id)
+                ).rowcount
+                counts[table.name] = int(removed or 0)
         return counts
 
     def delete_older_than(self, app_id: str, kind: str, cutoff: datetime) -> int:
+        if kind == "spans":  # every component's span table (gateway calls, ingested traces)
+            removed = 0
+            with self.session() as s:
+                for table in _extra_tables(lambda t: t.name.endswith("_spans")):
+                    removed += int(
+                        s.execute(
+                            table.delete().where(
+                                table.c.app_id == app_id, table.c.created_at < cutoff
+                            )
+                        ).rowcount
+                        or 0
+                    )
+            return removed
         model = RECORD_KINDS[kind]
         with self.session() as s:
             if kind == "decisions":
@@ -668,6 +704,47 @@ def _apply_filters(query: Select, model: Any, filters: Filters) -> Select:
     if filters.policy_version is not None and hasattr(model, "policy_version"):
         query = query.where(model.policy_version == filters.policy_version)
     return query
+
+
+def _same_shape(model: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every row the same keys, filling gaps with the column's default (or NULL)."""
+    keys = set().union(*rows)
+    if all(len(row) == len(keys) for row in rows):
+        return rows
+    columns = model.__table__.c
+    out = []
+    for row in rows:
+        full = dict(row)
+        for key in keys - row.keys():
+            default = columns[key].default
+            if default is None:
+                full[key] = None
+            elif default.is_callable:
+                full[key] = _call_default(default.arg)
+            else:
+                full[key] = default.arg
+        out.append(full)
+    return out
+
+
+def _call_default(fn: Any) -> Any:
+    try:
+        return fn()
+    except TypeError:  # SQLAlchemy wraps some defaults to take an execution context
+        return fn(None)
+
+
+_CORE_TABLES = {"events", "decisions", "rewards"}
+
+
+def _extra_tables(predicate) -> list[Any]:
+    from agent_lightning.store.models import Base
+
+    return [
+        t
+        for t in Base.metadata.sorted_tables
+        if t.name not in _CORE_TABLES and "app_id" in t.c and "created_at" in t.c and predicate(t)
+    ]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import agent_lightning.gateway.models  # noqa: F401  (registers gateway_spans on Base)
 from agent_lightning.store.models import Base
 
 connection = context.config.attributes.get("connection")
