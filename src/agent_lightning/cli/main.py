@@ -401,3 +401,124 @@ def secrets_rotate(database_url: DatabaseUrl = None) -> None:
 
     AuditLog(store).record(_cli_actor(), "secrets.rotate", "secret", None, after={"count": count})
     console.print(f"re-encrypted {count} secret(s) under the primary key")
+
+
+# -- learning ----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    interactions: Annotated[
+        int, typer.Option(help="Customer messages to replay.", min=100, max=10_003)
+    ] = 2000,
+    learn_every: Annotated[
+        int, typer.Option(help="Trigger a learning task every N rewards.", min=50)
+    ] = 250,
+    featurizer: Annotated[str, typer.Option(help="hashing (default) or minilm.")] = "hashing",
+    seed: Annotated[int, typer.Option(help="Shuffle and exploration seed.")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the demo database here (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Watch a support bot learn: server on SQLite, SDK over HTTP, Banking77 traffic."""
+    from agent_lightning.cli.demo import run_demo
+
+    try:
+        run_demo(
+            console,
+            interactions=interactions,
+            learn_every=learn_every,
+            featurizer=featurizer,
+            seed=seed,
+            data_dir=data_dir,
+        )
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def train(
+    app_id: Annotated[str, typer.Option("--app", help="The app whose policy to train.")],
+    policy: Annotated[str, typer.Option(help="Policy name.")],
+    force: Annotated[
+        bool, typer.Option(help="Register even if the off-policy gate is not passed.")
+    ] = False,
+    no_live: Annotated[
+        bool, typer.Option("--no-live", help="Register the version but do not make it live.")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run one learning task now: train on new rewards, evaluate off-policy, maybe register."""
+    from agent_lightning.controller import LearningController
+    from agent_lightning.security.audit import AuditLog
+
+    store = _store(database_url)
+    controller = LearningController(
+        store, AuditLog(store), every_decisions=None, every_seconds=None
+    )
+    task = controller.run(
+        app_id,
+        {"task": "learn", "policy": policy, "force": force, "make_live": not no_live},
+        actor=_cli_actor(),
+    )
+    if task.status != "succeeded":
+        raise fail(f"task {task.id} failed: {task.error}")
+    result = task.result
+    if result.get("registered"):
+        console.print(
+            f"[green]registered[/] {policy} v{result['version']} "
+            f"({'live' if result.get('live') else 'not live'}) from "
+            f"{result['examples']:,} decisions"
+        )
+    else:
+        console.print(f"no new version: {result.get('reason')}")
+    gate = (result.get("metrics") or {}).get("gate")
+    if gate:
+        console.print(f"gate: {json.dumps(gate)}")
+
+
+bench_app = typer.Typer(help="Benchmarks that anyone can rerun.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("intents")
+def bench_intents(
+    train_file: Annotated[Path, typer.Option("--train", help="CSV with text,category (learn).")],
+    test_file: Annotated[Path, typer.Option("--test", help="CSV with text,category (report).")],
+    featurizer: Annotated[str, typer.Option(help="hashing or minilm.")] = "hashing",
+    feedback: Annotated[
+        str, typer.Option(help="bandit (resolved or not) or correction (the right intent).")
+    ] = "bandit",
+    seed: Annotated[int, typer.Option(help="Traffic order and exploration seed.")] = 0,
+    retrain_every: Annotated[
+        int | None, typer.Option(help="Rewards between learning tasks (default: tuned).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the figures to this file.")
+    ] = None,
+) -> None:
+    """Replay labelled queries as live traffic through decide/reward; report what was learned."""
+    from agent_lightning.cli.bench import run_intents_bench
+
+    for path in (train_file, test_file):
+        if not path.is_file():
+            raise fail(f"{path} does not exist")
+    if featurizer not in ("hashing", "minilm"):
+        raise fail("--featurizer must be hashing or minilm")
+    if feedback not in ("bandit", "correction"):
+        raise fail("--feedback must be bandit or correction")
+    try:
+        figures = run_intents_bench(
+            console,
+            train_file,
+            test_file,
+            featurizer=featurizer,
+            feedback=feedback,
+            seed=seed,
+            retrain_every=retrain_every,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2))
+        console.print(f"figures written to {json_out}")
