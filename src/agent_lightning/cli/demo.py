@@ -142,9 +142,10 @@ def run_demo(
                         if result.get("registered"):
                             live_version = result["version"]
                             registered.append(
-                                f"v{live_version} after {i:,} messages: candidate lower bound "
-                                f"{gate.get('candidate_ci_low', float('nan')):.3f} > live "
-                                f"{gate.get('live_value', float('nan')):.3f}"
+                                f"v{live_version} after {i:,} messages: estimated resolution "
+                                f"{gate.get('candidate_value') or 0:.1%} vs live "
+                                f"{gate.get('live_value') or 0:.1%} (lower bound of the gain "
+                                f"{gate.get('difference_ci_low') or 0:+.1%})"
                             )
                             progress.console.print(f"  [green]registered[/] {registered[-1]}")
                         elif task.status == "failed":

@@ -41,8 +41,7 @@ class PlatformBackend:
         self.retrain_every = retrain_every
         self.actor = Actor("benchmark", "system", app_id)
         store.ensure_app(app_id)
-        # Every decision is rewarded at once here; no need to wait for stragglers.
-        store.update_app(app_id, reward_wait_seconds=0.0, reward_min=0.0, reward_max=1.0)
+        store.update_app(app_id, reward_wait_seconds=86_400.0, reward_min=0.0, reward_max=1.0)
         self.pipeline = DataIngestionPipeline(store, max_batch=10_000)
         self.decisions = DecisionService(store, self.pipeline, seed=seed)
         self.audit = AuditLog(store)
@@ -53,6 +52,7 @@ class PlatformBackend:
             every_decisions=None,
             every_seconds=None,
             on_version=lambda app, _name, _version: self.decisions.invalidate(app),
+            version_cache=self.decisions,
         )
         initial = make_policy(spec)
         policy = store.create_policy(
@@ -123,6 +123,10 @@ class PlatformBackend:
         if task.result.get("registered"):
             return int(task.result["version"])
         return None
+
+    def predict(self, context: dict[str, Any], actions: Sequence[Any]) -> str:
+        """Greedy choice of the live version, not logged (for measuring accuracy)."""
+        return self.live_policy().greedy(context, list(actions))
 
     def live_policy(self) -> Any:
         policy = self.store.get_policy(self.app_id, self.policy_name)

@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +51,11 @@ class TaskError(Exception):
 
 @dataclass(frozen=True)
 class LearnSettings:
-    holdout: float = 0.2  # newest share of the data kept back for the off-policy gate
-    min_eval: int = 20  # fewer held-out decisions than this: the gate cannot pass (unless forced)
+    # The gate evaluates candidate and live on the most recent settled decisions of the point.
+    eval_window: int = 2000
+    min_eval: int = 50  # fewer settled decisions than this: the gate cannot pass (unless forced)
     confidence: float = 0.95
-    estimator: str = "snips"
+    estimator: str = "dr"  # ips | snips | dm | dr (see learning.ope)
 
 
 def data_hash(examples: list[TrainingExample]) -> str:
@@ -66,14 +68,30 @@ def data_hash(examples: list[TrainingExample]) -> str:
     return digest.hexdigest()
 
 
-def to_logged(example: TrainingExample) -> Any:
+def _actions_key(actions: list[dict[str, Any]]) -> tuple:
+    return tuple(
+        (a["id"], a.get("description", ""), tuple(sorted((a.get("features") or {}).items())))
+        for a in actions
+    )
+
+
+def to_logged(example: TrainingExample, action_cache: dict[tuple, tuple] | None = None) -> Any:
+    """A stored decision with its settled reward, as the learning library takes it.
+
+    Agents usually offer the same candidate list again and again; `action_cache` shares one
+    tuple of `Action`s between them instead of rebuilding it per decision.
+    """
     from agent_lightning.learning import Action, LoggedDecision
 
     decision = example.decision
-    actions = [
-        Action(id=a["id"], description=a.get("description", ""), features=a.get("features") or None)
-        for a in decision.actions
-    ]
+    key = _actions_key(decision.actions)
+    actions = action_cache.get(key) if action_cache is not None else None
+    if actions is None:
+        actions = tuple(Action(id=i, description=d, features=dict(f) or None) for i, d, f in key)
+        if action_cache is not None:
+            if len(action_cache) > 256:
+                action_cache.clear()
+            action_cache[key] = actions
     return LoggedDecision(
         context=dict(decision.context or {}),
         actions=actions,
@@ -95,6 +113,7 @@ class LearningController:
         every_seconds: float | None = 600.0,
         poll_seconds: float = 5.0,
         on_version: Any = None,
+        version_cache: Any = None,
     ) -> None:
         self.store = store
         self.audit = audit
@@ -104,6 +123,11 @@ class LearningController:
         self.poll_seconds = poll_seconds
         # Called with (app_id, policy_name, version) after a version goes live (cache refresh).
         self.on_version = on_version
+        # Shared with the DecisionService (`load_version` / `prime`): a version is deserialised
+        # once per process, and a version this controller just trained is never deserialised.
+        self.version_cache = version_cache
+        self._action_cache: dict[tuple, tuple] = {}
+        self._windows: dict[tuple[str, str], tuple[int, deque]] = {}
         self._queue: queue.Queue[tuple[str, str, dict, Actor] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -272,7 +296,9 @@ class LearningController:
         if policy.live_version is not None:
             parent_row = self.store.get_policy_version(app_id, policy_name, policy.live_version)
         try:
-            if parent_row is not None and parent_row.artifact:
+            if parent_row is not None and parent_row.artifact and self.version_cache is not None:
+                parent = self.version_cache.load_version(policy, parent_row.version)
+            elif parent_row is not None and parent_row.artifact:
                 parent = LearnedPolicy.from_bytes(parent_row.artifact)
             elif policy.spec:
                 parent = make_policy(policy.spec)
@@ -298,8 +324,9 @@ class LearningController:
                 "registered": False,
                 "reason": "no new settled decisions since the live version",
             }
-        logged = [to_logged(e) for e in examples]
-        metrics, passed, candidate = self._train_and_gate(parent, logged)
+        logged = [self._logged(e) for e in examples]
+        held = self._evaluation_window(app_id, policy, after_pk, examples, logged)
+        metrics, passed, candidate = self._train_and_gate(parent, logged, held)
         registered = passed or force
         if not registered:
             return {
@@ -330,35 +357,75 @@ class LearningController:
             "metrics": metrics,
         }
 
-    def _train_and_gate(self, parent: Any, logged: list[Any]) -> tuple[dict, bool, Any]:
+    def _logged(self, example: TrainingExample) -> Any:
+        return to_logged(example, self._action_cache)
+
+    def _evaluation_window(
+        self, app_id: str, policy: Policy, after_pk: int, examples: list, logged: list
+    ) -> list[Any]:
+        """The newest `eval_window` settled decisions, this task's included.
+
+        Kept in memory between tasks of the same policy (tasks run one at a time per policy);
+        read from the store when the memory does not continue exactly where this task starts
+        (first task, restart, another process trained in between).
+        """
+        key = (app_id, policy.name)
+        window = self._windows.get(key)
+        if window is None or window[0] != after_pk:
+            recent, _ = self.store.training_examples(
+                app_id, policy.decision_point, newest=self.settings.eval_window, upto_pk=after_pk
+            )
+            items = deque((self._logged(e) for e in recent), maxlen=self.settings.eval_window)
+        else:
+            items = window[1]
+        items.extend(logged)
+        last_pk = examples[-1].decision.pk if examples else after_pk
+        self._windows[key] = (last_pk, items)
+        return list(items)
+
+    def _train_and_gate(
+        self, parent: Any, logged: list[Any], held: list[Any]
+    ) -> tuple[dict, bool, Any]:
+        """Train on the new data; pass only if the paired off-policy difference is positive.
+
+        `held` is the evaluation window: the most recent settled decisions, with the
+        propensities of whichever version logged them. The gate asks for the lower confidence
+        bound of (candidate - live) to be above zero.
+        """
         from agent_lightning.learning import ope
 
-        n_eval = int(len(logged) * self.settings.holdout)
-        train, held_out = logged[: len(logged) - n_eval], logged[len(logged) - n_eval :]
         candidate = parent.clone()
-        candidate.learn(train)
-        metrics: dict[str, Any] = {"train": len(train), "held_out": len(held_out)}
-        passed = False
-        if len(held_out) >= self.settings.min_eval:
-            estimates = ope.evaluate(
-                candidate, held_out, baseline=parent, level=self.settings.confidence
-            )
-            metrics["ope"] = estimates
-            chosen = estimates["candidate"][self.settings.estimator]
-            live = estimates["baseline"][self.settings.estimator]
-            passed = chosen["ci_low"] > live["value"]
-            metrics["gate"] = {
-                "estimator": self.settings.estimator,
-                "candidate_ci_low": chosen["ci_low"],
-                "live_value": live["value"],
-                "passed": passed,
-            }
-        else:
+        candidate.learn(logged)
+        metrics: dict[str, Any] = {"trained_on": len(logged), "evaluated_on": len(held)}
+        if len(held) < self.settings.min_eval:
             metrics["gate"] = {
                 "passed": False,
-                "reason": f"fewer than {self.settings.min_eval} held-out decisions",
+                "reason": f"fewer than {self.settings.min_eval} settled decisions to evaluate on",
             }
-        candidate.learn(held_out)  # what goes live has learned from everything
+            return metrics, False, candidate
+        report = ope.evaluate(
+            candidate,
+            held,
+            baseline=parent,
+            estimator=self.settings.estimator,
+            level=self.settings.confidence,
+        )
+        diff = report["difference"]
+        metrics["ope"] = {
+            "estimator": report["estimator"],
+            "n": report["n"],
+            "candidate": report["candidate"].to_dict() if report["candidate"] else None,
+            "live": report["baseline"].to_dict() if report["baseline"] else None,
+            "difference": diff.to_dict() if diff else None,
+        }
+        passed = diff is not None and diff.ci_low > 0.0
+        metrics["gate"] = {
+            "estimator": report["estimator"],
+            "candidate_value": report["candidate"].value if report["candidate"] else None,
+            "live_value": report["baseline"].value if report["baseline"] else None,
+            "difference_ci_low": diff.ci_low if diff else None,
+            "passed": passed,
+        }
         return metrics, passed, candidate
 
     def _register(
@@ -413,6 +480,8 @@ class LearningController:
                 "gate": metrics.get("gate"),
             },
         )
+        if self.version_cache is not None:
+            self.version_cache.prime(policy.id, version.version, candidate)
         if make_live and self.on_version is not None:
             self.on_version(policy.app_id, policy.name, version.version)
         return version

@@ -192,15 +192,17 @@ class DataIngestionPipeline:
         indexes: list[int] = []
         generated: set[str] = set()
         for index, record in parsed:
-            payload = record.model_dump(mode="json")
             row = to_row(record)
             if record.id:
                 row["id"] = record.id
+                # The hash covers what the client sent (before redaction), so a retry matches.
+                payload = record.model_dump(mode="json", exclude={"id"})
+                row["content_hash"] = content_hash(payload)
             else:
+                # Minted here: no retry can carry this id, so there is nothing to compare.
                 row["id"] = new_id()
+                row["content_hash"] = ""
                 generated.add(row["id"])
-            # The hash covers what the client sent (before redaction), so a retry matches.
-            row["content_hash"] = content_hash({k: v for k, v in payload.items() if k != "id"})
             rows.append(self._redact_row(self.redactor, kind, row, result.pii_counts))
             indexes.append(index)
         if rows:

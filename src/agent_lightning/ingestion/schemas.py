@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+
 def _no_nul(value: str) -> str:
     # PostgreSQL cannot store NUL in text, and no real message needs one: refuse it everywhere.
     if "\x00" in value:

@@ -112,6 +112,13 @@ class DecisionService:
                 self._cache.popitem(last=False)
         return model
 
+    def prime(self, policy_id: str, version: int, model: Any) -> None:
+        """Put a version the caller already holds in memory into the cache (saves a load)."""
+        with self._lock:
+            self._cache[(policy_id, version)] = model
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
     def decide(self, app_id: str, request: RankRequest) -> DecisionOutcome:
         if request.id is not None:
             # A retried decide returns the decision already made, not a fresh sample.

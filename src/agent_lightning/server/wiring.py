@@ -25,6 +25,7 @@ def with_components(settings: Settings, store: Store | None = None) -> ServerSta
         state.store,
         state.audit,
         on_version=lambda app_id, _name, _version: state.decisions.invalidate(app_id),
+        version_cache=state.decisions,
     )
     state.controller = controller
     state.extras.setdefault("on_startup", []).append(controller.start)

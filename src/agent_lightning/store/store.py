@@ -365,6 +365,8 @@ class Store:
         after_pk: int = 0,
         now: datetime | None = None,
         limit: int | None = None,
+        newest: int | None = None,
+        upto_pk: int | None = None,
     ) -> tuple[list[TrainingExample], int]:
         """Decisions after `after_pk` whose reward is settled, joined with their rewards.
 
@@ -372,23 +374,29 @@ class Store:
         decision past the window gets the app's default reward. Returns the examples and the pk of
         the last decision included (so the next task starts after it); a decision still inside its
         window stops the scan, keeping the data range contiguous.
+
+        With `newest=N`, returns instead the N most recent settled decisions up to `upto_pk`
+        (the evaluation window of the off-policy gate); unsettled ones are skipped.
         """
         now = now or utcnow()
         app = self.get_app(app_id)
         window = timedelta(seconds=app.reward_wait_seconds)
         with self.session() as s:
-            query = (
-                select(Decision)
-                .where(
-                    Decision.app_id == app_id,
-                    Decision.decision_point == decision_point,
-                    Decision.pk > after_pk,
-                )
-                .order_by(Decision.pk)
+            query = select(Decision).where(
+                Decision.app_id == app_id,
+                Decision.decision_point == decision_point,
+                Decision.pk > after_pk,
             )
-            if limit:
-                query = query.limit(limit)
-            decisions = list(s.scalars(query))
+            if upto_pk is not None:
+                query = query.where(Decision.pk <= upto_pk)
+            if newest:
+                query = query.order_by(Decision.pk.desc()).limit(newest)
+                decisions = list(reversed(list(s.scalars(query))))
+            else:
+                query = query.order_by(Decision.pk)
+                if limit:
+                    query = query.limit(limit)
+                decisions = list(s.scalars(query))
             rewards: dict[str, list[Reward]] = {}
             for chunk in _chunks([d.id for d in decisions], 500):
                 for reward in s.scalars(
@@ -418,6 +426,8 @@ class Store:
             if decision.session_id and decision.session_id in by_session:
                 got = sorted(got + by_session[decision.session_id], key=lambda r: r.pk)
             if not got and as_utc(decision.created_at) + window > now:
+                if newest:
+                    continue
                 break
             deadline = as_utc(decision.created_at) + window
             # Rewards that arrive after the window are kept in the store but not trained on.
