@@ -1,0 +1,216 @@
+"""LearningController through the real API: tasks, the off-policy gate, lineage, failures."""
+
+from __future__ import annotations
+
+import csv
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent_lightning.controller import LearningController
+from agent_lightning.security.audit import AuditLog
+from agent_lightning.store import PolicyVersion, new_id
+from tests.conftest import Api
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
+INTENTS = ["card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed", "pin_blocked"]
+
+
+def traffic(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    if not DATA.exists():
+        pytest.skip("Banking77 data not found beside the project")
+    with DATA.open() as f:
+        rows = [(r["text"], r["category"]) for r in csv.DictReader(f) if r["category"] in INTENTS]
+    random.Random(seed).shuffle(rows)
+    return rows[:n]
+
+
+ACTIONS = [{"id": i, "description": i.replace("_", " ")} for i in INTENTS]
+
+
+@pytest.fixture
+def controller(api: Api) -> LearningController:
+    state = api.app.state.agl
+    ctl = LearningController(
+        state.store,
+        state.audit,
+        every_decisions=None,
+        every_seconds=None,
+        on_version=lambda app, _n, _v: state.decisions.invalidate(app),
+        version_cache=state.decisions,
+    )
+    state.controller = ctl
+    return ctl
+
+
+def play(api: Api, headers: dict, rows: list[tuple[str, str]]) -> float:
+    resolved = 0
+    for text, label in rows:
+        d = api.client.post(
+            "/v1/decisions",
+            json={"decision_point": "intent", "context": {"text": text}, "actions": ACTIONS},
+            headers=headers,
+        ).json()
+        hit = d["action_id"] == label
+        resolved += hit
+        api.client.post(
+            "/v1/rewards",
+            json={"decision_id": d["decision_id"], "value": float(hit)},
+            headers=headers,
+        )
+    return resolved / len(rows)
+
+
+def test_learning_registers_gated_versions_with_lineage(api: Api, controller) -> None:
+    dev = api.auth("acme", ("Developer",))
+    agent = api.auth("acme", ("Agent",))
+    created = api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=dev,
+    )
+    assert created.status_code == 201 and created.json()["live_version"] == 1
+    rows = traffic(600)
+    before = play(api, agent, rows[:300])
+    task = controller.run("acme", {"task": "learn", "policy": "intents"})
+    assert task.status == "succeeded", task.error
+    assert task.result["examples"] == 300
+    gate = task.result["metrics"]["gate"]
+    assert set(gate) >= {"passed", "difference_ci_low", "candidate_value", "live_value"}
+    assert task.result["registered"] == gate["passed"]
+    assert gate["passed"], gate  # 300 rewards on 5 intents are plenty to beat zero-shot
+    if task.result["registered"]:
+        versions = api.client.get("/v1/policies/intents/versions", headers=dev).json()["items"]
+        v2 = versions[-1]
+        assert v2["parent_version"] == 1 and v2["data_range"]["count"] == 300
+        assert len(v2["data_hash"]) == 64 and v2["metrics"]["gate"]["passed"] is True
+        after = play(api, agent, rows[300:])
+        assert after > before, (before, after)
+    else:
+        play(api, agent, rows[300:])
+    assert controller.run("acme", {"task": "learn", "policy": "intents"}).status == "succeeded"
+    # Nothing new since: no version, and a clear reason.
+    again = controller.run("acme", {"task": "learn", "policy": "intents"})
+    assert again.status == "succeeded" and again.result["registered"] is False
+    assert "no new settled decisions" in again.result["reason"]
+    audit = [e.action for e in AuditLog(api.store).entries("acme")]
+    assert audit.count("task.create") == 3 and "task.finish" in audit
+
+
+def test_force_registers_and_rollback_through_the_api(api: Api, controller) -> None:
+    dev = api.auth("acme", ("Developer",))
+    admin = api.auth("acme")
+    api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=dev,
+    )
+    play(api, api.auth("acme", ("Agent",)), traffic(60))
+    task = controller.run("acme", {"task": "learn", "policy": "intents", "force": True})
+    assert task.result["registered"] is True and task.result["version"] == 2
+    assert api.store.get_policy("acme", "intents").live_version == 2
+    # Developers cannot promote; admins roll back, audited with the reason.
+    assert (
+        api.client.put("/v1/policies/intents/live", json={"version": 1}, headers=dev).status_code
+        == 403
+    )
+    back = api.client.put(
+        "/v1/policies/intents/live",
+        json={"version": 1, "reason": "regression in CSAT"},
+        headers=admin,
+    )
+    assert back.status_code == 200 and back.json()["live_version"] == 1
+    entry = [e for e in AuditLog(api.store).entries("acme") if e.action == "policy.set_live"][-1]
+    assert entry.before == {"live_version": 2} and entry.after["reason"] == "regression in CSAT"
+
+
+def test_a_failed_task_says_why_and_leaves_live_untouched(api: Api, controller) -> None:
+    dev = api.auth("acme", ("Developer",))
+    api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=dev,
+    )
+    policy = api.store.get_policy("acme", "intents")
+    api.store.add_policy_version(
+        PolicyVersion(id=new_id(), policy_id=policy.id, artifact=b"AGLP-garbage"),
+        make_live=True,
+    )
+    task = controller.run("acme", {"task": "learn", "policy": "intents"})
+    assert task.status == "failed" and "cannot load the live version" in task.error
+    assert api.store.get_policy("acme", "intents").live_version == 2
+    response = api.client.get(f"/v1/tasks/{task.id}", headers=dev).json()
+    assert response["status"] == "failed" and response["error"]
+
+
+def test_tasks_through_the_api_run_in_the_background_and_serving_goes_on(
+    api: Api, controller
+) -> None:
+    dev = api.auth("acme", ("Developer",))
+    agent = api.auth("acme", ("Agent",))
+    api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=dev,
+    )
+    play(api, agent, traffic(200))
+    controller.start()
+    try:
+        queued = api.client.post(
+            "/v1/tasks", json={"task": "learn", "policy": "intents", "id": "learn-1"}, headers=dev
+        )
+        assert queued.status_code == 202 and queued.json()["id"] == "learn-1"
+        retry = api.client.post(
+            "/v1/tasks", json={"task": "learn", "policy": "intents", "id": "learn-1"}, headers=dev
+        )
+        assert retry.json()["id"] == "learn-1"  # a retried trigger is the same task
+        # Decisions keep being answered while the task runs.
+        served = [
+            api.client.post(
+                "/v1/decisions",
+                json={"decision_point": "intent", "context": {"text": "card?"}, "actions": ACTIONS},
+                headers=agent,
+            ).status_code
+            for _ in range(5)
+        ]
+        assert served == [201] * 5
+        done = threading.Event()
+        for _ in range(300):
+            status = api.client.get("/v1/tasks/learn-1", headers=dev).json()["status"]
+            if status in ("succeeded", "failed"):
+                done.set()
+                break
+            threading.Event().wait(0.1)
+        assert done.is_set() and status == "succeeded"
+        unknown = api.client.post(
+            "/v1/tasks", json={"task": "learn", "policy": "nope"}, headers=dev
+        )
+        assert unknown.status_code == 404
+    finally:
+        controller.stop()
+
+
+def test_scheduler_starts_a_task_after_enough_decisions(api: Api) -> None:
+    state = api.app.state.agl
+    ctl = LearningController(
+        state.store, state.audit, every_decisions=50, every_seconds=None, poll_seconds=0.05
+    )
+    api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=api.auth("acme", ("Developer",)),
+    )
+    play(api, api.auth("acme", ("Agent",)), traffic(60))
+    assert ctl.due() == [("acme", "intents")]
+    ctl.start()
+    try:
+        for _ in range(200):
+            tasks = state.store.list_tasks("acme").items
+            if tasks and tasks[0].status in ("succeeded", "failed"):
+                break
+            threading.Event().wait(0.05)
+        assert tasks and tasks[0].status == "succeeded" and tasks[0].created_by == "system"
+    finally:
+        ctl.stop()
