@@ -17,7 +17,7 @@ from tests.conftest import Api
 # Path parameters that name a record of one app: another app's value must give 404.
 OWNED_PARAMS = {"event_id", "decision_id", "name", "version", "task_id", "client_id", "key_id"}
 # Path parameters that scope an operation to the caller's own app (no record is named).
-SCOPED_PARAMS = {"user_id", "kind"}
+SCOPED_PARAMS = {"user_id", "kind", "session_id"}
 
 LEAK_MARKERS = {"event_id", "decision_id", "name", "task_id", "client_id", "key_id"}
 
@@ -40,6 +40,9 @@ BODIES = {
     ("POST", "/v1/api-keys"): {},
     ("PUT", "/v1/retention/{kind}"): {"days": 30},
     ("PUT", "/v1/secrets/{name}"): {"value": "s3cr3t"},
+    ("POST", "/v1/traces"): {"resourceSpans": []},
+    ("PUT", "/v1/alerts/rules"): {"rules": [{"id": "quiet", "kind": "no_events"}]},
+    ("PUT", "/v1/dashboard/rollouts/pause"): {"policy": "p", "paused": True},
 }
 
 

@@ -103,6 +103,8 @@ def to_logged(example: TrainingExample, action_cache: dict[tuple, tuple] | None 
 
 
 class LearningController:
+    honours_pause = True
+
     def __init__(
         self,
         store: Store,
@@ -327,6 +329,11 @@ class LearningController:
         logged = [self._logged(e) for e in examples]
         held = self._evaluation_window(app_id, policy, after_pk, examples, logged)
         metrics, passed, candidate = self._train_and_gate(parent, logged, held)
+        # An operator can pause automatic promotion (dashboard → Rollouts): then a passing
+        # candidate is registered but waits for a person to promote it.
+        rollouts = (self.store.get_app(app_id).settings or {}).get("rollouts") or {}
+        if make_live and (rollouts.get(policy_name) or {}).get("paused"):
+            make_live = False
         registered = passed or force
         if not registered:
             return {

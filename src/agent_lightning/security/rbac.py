@@ -131,6 +131,21 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("DELETE", "/v1/users/{user_id}"): Permission.ERASURE,
     ("PUT", "/v1/secrets/{name}"): Permission.SETTINGS_WRITE,
     ("GET", "/v1/secrets"): Permission.SETTINGS_READ,
+    # observability
+    ("GET", "/v1/metrics"): Permission.METRICS_READ,
+    ("POST", "/v1/traces"): Permission.TELEMETRY_WRITE,
+    ("GET", "/v1/sessions/{session_id}/timeline"): Permission.TELEMETRY_READ,
+    ("GET", "/v1/alerts/rules"): Permission.SETTINGS_WRITE,  # AgentAdmin: holds the webhook
+    ("PUT", "/v1/alerts/rules"): Permission.SETTINGS_WRITE,
+    ("GET", "/v1/alerts"): Permission.METRICS_READ,
+    # dashboard (JSON summaries for the web app; the page itself is public and holds no data)
+    ("GET", "/v1/dashboard/overview"): Permission.METRICS_READ,
+    ("GET", "/v1/dashboard/learning"): Permission.TASK_READ,
+    ("GET", "/v1/dashboard/rollouts"): Permission.POLICY_READ,
+    ("PUT", "/v1/dashboard/rollouts/pause"): Permission.POLICY_PROMOTE,
+    ("GET", "/v1/dashboard/sessions"): Permission.TELEMETRY_READ,
+    ("GET", "/v1/dashboard/session"): Permission.TELEMETRY_READ,
+    ("GET", "/v1/dashboard/audit"): Permission.AUDIT_READ,
 }
 
 

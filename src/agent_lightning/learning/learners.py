@@ -1,0 +1,553 @@
+"""Learners: estimate the reward of each action in a context, and learn from logged rewards.
+
+One small interface (river style). The public methods validate and do bookkeeping, then call
+`_learn` / `_predict` that subclasses implement. Constructor arguments are same-named public
+attributes; learned state is private, so cloning, repr and saving are generic.
+
+Learners model the *residual* reward: the policy adds its warm-start prior (zero-shot
+similarity, rules) as an offset and passes `reward - prior` as the target. An action the learner
+has never seen therefore scores exactly its prior (cold start).
+
+- `LinUCB`: ridge regression per action, solved exactly in dual form over at most `budget`
+  examples per action; older examples are folded into the action's prior mean (a Kalman-style
+  reset), so memory is bounded by `actions x (budget x row + budget^2 + dim)` and does not grow
+  with traffic. Optional upper-confidence bonus `alpha x sqrt(x' A^-1 x)`.
+- `IWRegression`: importance-weighted square-loss regression trained by AdaGrad SGD, with
+  weights hashed by (feature, action) into a fixed table of `2**table_bits` floats: constant memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import linalg, sparse
+
+from agent_lightning.learning.errors import SpecError
+
+Matrix = np.ndarray | sparse.csr_matrix
+
+
+def _rows(X: Matrix, idx: np.ndarray | list[int]) -> Matrix:
+    return X[idx]
+
+
+def _gram(A: Matrix, B: Matrix) -> np.ndarray:
+    """A @ B.T as a dense float64 array, for dense or sparse inputs."""
+    out = A @ B.T
+    if sparse.issparse(out):
+        out = out.toarray()
+    return np.asarray(out, dtype=np.float64)
+
+
+def _sq_norms(X: Matrix) -> np.ndarray:
+    if sparse.issparse(X):
+        return np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+
+class Learner(ABC):
+    """Per-(context, action) reward regression. See module docstring."""
+
+    name: ClassVar[str]
+
+    # -- public API: validation and bookkeeping ------------------------------------------------
+
+    def predict(self, X: Matrix, action_ids: Sequence[str]) -> np.ndarray:
+        """Estimated residual reward, shape (n_rows, n_actions). Works before any `learn`."""
+        self._check_X(X)
+        return self._predict(X, list(action_ids))
+
+    def score(self, X: Matrix, action_ids: Sequence[str]) -> np.ndarray:
+        """Score used for choosing (prediction plus any optimism bonus), shape (n, k)."""
+        self._check_X(X)
+        return self._score(X, list(action_ids))
+
+    def learn(
+        self,
+        X: Matrix,
+        action_ids: Sequence[str],
+        targets: Sequence[float] | np.ndarray,
+        weights: Sequence[float] | np.ndarray | None = None,
+    ) -> None:
+        """Learn from rows: row i says "action_ids[i] in context X[i] earned targets[i]"."""
+        self._check_X(X)
+        n = X.shape[0]
+        ids = list(action_ids)
+        t = np.asarray(targets, dtype=np.float64).reshape(-1)
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+        if len(ids) != n or t.shape[0] != n or w.shape[0] != n:
+            raise SpecError("learn(): X, action_ids, targets and weights must have the same length")
+        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(w)) and np.all(w > 0)):
+            raise SpecError("learn(): targets must be finite and weights finite and positive")
+        if n:
+            self._learn(X, ids, t, w)
+            self._n_seen = getattr(self, "_n_seen", 0) + n
+
+    def clone(self) -> Learner:
+        """An independent deep copy (learning on it never changes self)."""
+        return copy.deepcopy(self)
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments (public attributes of the same names)."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def to_config(self) -> dict[str, Any]:
+        return {"kind": self.name, **self.get_params()}
+
+    @abstractmethod
+    def state_nbytes(self) -> int:
+        """Bytes of learned state (bounded: does not grow with the number of examples)."""
+
+    @abstractmethod
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Learned state as (JSON-able metadata, named numpy arrays)."""
+
+    @abstractmethod
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None: ...
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- to implement -------------------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def _param_names(cls) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def _predict(self, X: Matrix, action_ids: list[str]) -> np.ndarray: ...
+
+    def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        return self._predict(X, action_ids)
+
+    @abstractmethod
+    def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None: ...
+
+    @staticmethod
+    def _check_X(X: Matrix) -> None:
+        if not (sparse.issparse(X) or isinstance(X, np.ndarray)) or X.ndim != 2:
+            raise SpecError("learner input must be a 2-D numpy array or SciPy sparse matrix")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Arm:
+    """Exact ridge state of one action: rows kept in dual form plus a folded prior mean."""
+
+    __slots__ = ("X", "t", "w", "base", "chol", "coef")
+
+    def __init__(self) -> None:
+        self.X: Matrix | None = None  # (n, d) rows, float32
+        self.t: np.ndarray = np.zeros(0)  # targets relative to `base`
+        self.w: np.ndarray = np.zeros(0)  # sample weights
+        self.base: np.ndarray | None = None  # folded mean, dense (d,) float32
+        self.chol: np.ndarray | None = None  # lower Cholesky of lam*W^-1 + X X'
+        self.coef: Matrix | None = None  # base + X' alpha, (1, d)
+
+    @property
+    def n(self) -> int:
+        return 0 if self.X is None else self.X.shape[0]
+
+
+class LinUCB(Learner):
+    """Per-action ridge regression with an optional upper-confidence bonus.
+
+    Parameters: `l2` ridge strength (prior precision), `alpha` UCB bonus (0 = posterior mean),
+    `budget` examples per action kept exactly, `importance_weighted` whether rows are weighted
+    by inverse propensity.
+    """
+
+    name = "linucb"
+
+    def __init__(
+        self,
+        l2: float = 0.5,
+        alpha: float = 0.0,
+        budget: int = 512,
+        importance_weighted: bool = False,
+    ) -> None:
+        if not l2 > 0:
+            raise SpecError("LinUCB l2 must be > 0")
+        if alpha < 0:
+            raise SpecError("LinUCB alpha must be >= 0")
+        if int(budget) < 1:
+            raise SpecError("LinUCB budget must be >= 1")
+        self.l2 = float(l2)
+        self.alpha = float(alpha)
+        self.budget = int(budget)
+        self.importance_weighted = bool(importance_weighted)
+        self._arms: dict[str, _Arm] = {}
+        self._stack_cache: tuple[tuple[str, ...], Matrix] | None = None
+        self._dim: int | None = None
+        self._sparse: bool | None = None
+
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return ("l2", "alpha", "budget", "importance_weighted")
+
+    def clone(self) -> LinUCB:
+        # Arrays are never modified in place (learning rebinds them), so a copy of each arm's
+        # references is an independent learner at a fraction of a deep copy's cost.
+        twin = copy.copy(self)
+        twin._arms = {}
+        for a, arm in self._arms.items():
+            new = _Arm()
+            for slot in _Arm.__slots__:
+                setattr(new, slot, getattr(arm, slot))
+            twin._arms[a] = new
+        twin._stack_cache = None
+        return twin
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def _coef_matrix(self, X: Matrix, ids: list[str]) -> Matrix:
+        key = tuple(ids)
+        if self._stack_cache is not None and self._stack_cache[0] == key:
+            return self._stack_cache[1]
+        d = X.shape[1]
+        if sparse.issparse(X):
+            rows = [
+                self._arms[a].coef
+                if a in self._arms and self._arms[a].coef is not None
+                else sparse.csr_matrix((1, d), dtype=np.float32)
+                for a in ids
+            ]
+            W = sparse.vstack(rows, format="csr") if rows else sparse.csr_matrix((0, d))
+            W = W.T.tocsr()  # (d, k): x @ W gathers only the columns x touches
+        else:
+            W = np.zeros((d, len(ids)), dtype=np.float32)
+            for j, a in enumerate(ids):
+                arm = self._arms.get(a)
+                if arm is not None and arm.coef is not None:
+                    W[:, j] = np.asarray(arm.coef).ravel()
+        self._stack_cache = (key, W)
+        return W
+
+    def _predict(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        if not self._arms:
+            return np.zeros((X.shape[0], len(action_ids)))
+        self._check_dim(X)
+        out = X @ self._coef_matrix(X, action_ids)
+        if sparse.issparse(out):
+            out = out.toarray()
+        return np.asarray(out, dtype=np.float64)
+
+    def width(self, X: Matrix, action_ids: Sequence[str]) -> np.ndarray:
+        """Posterior standard deviation (in units of the noise) for each row and action."""
+        ids = list(action_ids)
+        xx = _sq_norms(X)
+        out = np.tile((xx / self.l2)[:, None], (1, len(ids)))
+        for j, a in enumerate(ids):
+            arm = self._arms.get(a)
+            if arm is None or arm.n == 0:
+                continue
+            k = _gram(X, arm.X)  # (n, n_a)
+            v = linalg.solve_triangular(arm.chol, k.T, lower=True, check_finite=False)
+            out[:, j] = (xx - np.einsum("ij,ij->j", v, v)) / self.l2
+        return np.sqrt(np.maximum(out, 0.0))
+
+    def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        mean = self._predict(X, action_ids)
+        if self.alpha > 0:
+            mean = mean + self.alpha * self.width(X, action_ids)
+        return mean
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def _check_dim(self, X: Matrix) -> None:
+        if self._dim is not None and X.shape[1] != self._dim:
+            raise SpecError(f"LinUCB was trained on {self._dim} features, got {X.shape[1]}")
+
+    def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None:
+        self._check_dim(X)
+        self._dim = X.shape[1]
+        self._sparse = sparse.issparse(X)
+        if self._sparse:
+            X = sparse.csr_matrix(X, dtype=np.float32)
+        else:
+            X = np.asarray(X, dtype=np.float32)
+        if not self.importance_weighted:
+            w = np.ones_like(w)
+        groups: dict[str, list[int]] = {}
+        for i, a in enumerate(ids):
+            groups.setdefault(a, []).append(i)
+        for a, idx in groups.items():
+            arm = self._arms.setdefault(a, _Arm())
+            for start in range(0, len(idx), self.budget):
+                chunk = np.asarray(idx[start : start + self.budget])
+                if arm.n + len(chunk) > self.budget:
+                    self._fold(arm)
+                self._append(arm, _rows(X, chunk), t[chunk], w[chunk])
+            self._refresh(arm)
+        self._stack_cache = None
+
+    def _fold(self, arm: _Arm) -> None:
+        # Keep what was learned as the new prior mean and restart the exact window.
+        self._refresh(arm)
+        arm.base = np.asarray(
+            arm.coef.toarray() if sparse.issparse(arm.coef) else arm.coef, dtype=np.float32
+        ).ravel()
+        arm.X, arm.chol = None, None
+        arm.t, arm.w = np.zeros(0), np.zeros(0)
+
+    def _append(self, arm: _Arm, Xn: Matrix, tn: np.ndarray, wn: np.ndarray) -> None:
+        if arm.base is not None:  # targets are residuals w.r.t. the folded mean
+            tn = tn - np.asarray(Xn @ arm.base, dtype=np.float64).ravel()
+        C = _gram(Xn, Xn) + np.diag(self.l2 / wn)
+        if arm.n == 0:
+            arm.X, arm.t, arm.w = Xn, tn, wn
+            arm.chol = linalg.cholesky(C, lower=True, check_finite=False)
+            return
+        B = _gram(arm.X, Xn)  # (n, m)
+        L21 = linalg.solve_triangular(arm.chol, B, lower=True, check_finite=False).T  # (m, n)
+        L22 = linalg.cholesky(C - L21 @ L21.T, lower=True, check_finite=False)
+        n, m = arm.n, Xn.shape[0]
+        L = np.zeros((n + m, n + m))
+        L[:n, :n] = arm.chol
+        L[n:, :n] = L21
+        L[n:, n:] = L22
+        arm.chol = L
+        arm.X = sparse.vstack([arm.X, Xn], format="csr") if self._sparse else np.vstack([arm.X, Xn])
+        arm.t = np.concatenate([arm.t, tn])
+        arm.w = np.concatenate([arm.w, wn])
+
+    def _refresh(self, arm: _Arm) -> None:
+        alpha = linalg.cho_solve((arm.chol, True), arm.t, check_finite=False)
+        coef = arm.X.T @ alpha  # dense (d,) for both layouts
+        coef = np.asarray(coef, dtype=np.float64).ravel()
+        if arm.base is not None:
+            coef = coef + arm.base
+        coef = coef.astype(np.float32)
+        arm.coef = sparse.csr_matrix(coef[None, :]) if self._sparse else coef[None, :]
+
+    # -- state --------------------------------------------------------------------------------
+
+    def state_nbytes(self) -> int:
+        total = 0
+        for arm in self._arms.values():
+            for arr in (arm.t, arm.w, arm.base, arm.chol):
+                total += 0 if arr is None else arr.nbytes
+            for m in (arm.X, arm.coef):
+                if m is None:
+                    continue
+                if sparse.issparse(m):
+                    total += m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+                else:
+                    total += m.nbytes
+        return total
+
+    def state_bound(self, n_actions: int, dim: int, row_nnz: int | None = None) -> int:
+        """Upper bound of `state_nbytes()` for `n_actions` actions and `dim` features."""
+        row = dim * 4 if row_nnz is None else row_nnz * 8 + 8
+        per_arm = self.budget * (row + 16) + self.budget**2 * 8 + dim * 4 * 3 + 64
+        return n_actions * per_arm
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {}
+        arms = []
+        for i, (a, arm) in enumerate(self._arms.items()):
+            arms.append({"id": a, "has_base": arm.base is not None, "n": arm.n})
+            if arm.base is not None:
+                arrays[f"arm{i}.base"] = arm.base
+            if arm.n:
+                arrays[f"arm{i}.t"] = arm.t
+                arrays[f"arm{i}.w"] = arm.w
+                if self._sparse:
+                    arrays[f"arm{i}.X.data"] = arm.X.data
+                    arrays[f"arm{i}.X.indices"] = arm.X.indices
+                    arrays[f"arm{i}.X.indptr"] = arm.X.indptr
+                else:
+                    arrays[f"arm{i}.X"] = arm.X
+        meta = {"arms": arms, "dim": self._dim, "sparse": self._sparse}
+        return meta, arrays
+
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self._arms = {}
+        self._stack_cache = None
+        self._dim = meta.get("dim")
+        self._sparse = meta.get("sparse")
+        for i, info in enumerate(meta.get("arms", [])):
+            arm = _Arm()
+            if info["has_base"]:
+                arm.base = np.asarray(arrays[f"arm{i}.base"], dtype=np.float32)
+            if info["n"]:
+                if self._sparse:
+                    arm.X = sparse.csr_matrix(
+                        (
+                            arrays[f"arm{i}.X.data"],
+                            arrays[f"arm{i}.X.indices"],
+                            arrays[f"arm{i}.X.indptr"],
+                        ),
+                        shape=(info["n"], self._dim),
+                    )
+                else:
+                    arm.X = np.asarray(arrays[f"arm{i}.X"], dtype=np.float32)
+                arm.t = np.asarray(arrays[f"arm{i}.t"], dtype=np.float64)
+                arm.w = np.asarray(arrays[f"arm{i}.w"], dtype=np.float64)
+                arm.chol = linalg.cholesky(
+                    _gram(arm.X, arm.X) + np.diag(self.l2 / arm.w), lower=True
+                )
+                self._refresh(arm)
+            elif arm.base is not None:
+                arm.coef = (
+                    sparse.csr_matrix(arm.base[None, :]) if self._sparse else arm.base[None, :]
+                )
+            self._arms[info["id"]] = arm
+
+
+# ---------------------------------------------------------------------------------------------
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _action_hash(action_id: str) -> np.uint64:
+    return np.uint64(zlib.crc32(action_id.encode("utf-8")) * 2654435761 & 0xFFFFFFFFFFFF)
+
+
+class IWRegression(Learner):
+    """Importance-weighted online square-loss regression (AdaGrad), hashed (feature, action).
+
+    Rows are weighted by `min(1/propensity, max_weight)` when the policy passes propensities,
+    so the regression is unbiased for every action despite the logging policy's choices.
+    """
+
+    name = "iw_regression"
+
+    def __init__(
+        self,
+        learning_rate: float = 0.5,
+        l2: float = 0.0,
+        table_bits: int = 20,
+        max_weight: float = 50.0,
+        importance_weighted: bool = True,
+        passes: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if not learning_rate > 0:
+            raise SpecError("IWRegression learning_rate must be > 0")
+        if not 10 <= int(table_bits) <= 26:
+            raise SpecError("IWRegression table_bits must be in [10, 26]")
+        if not max_weight >= 1:
+            raise SpecError("IWRegression max_weight must be >= 1")
+        if int(passes) < 1:
+            raise SpecError("IWRegression passes must be >= 1")
+        self.learning_rate = float(learning_rate)
+        self.l2 = float(l2)
+        self.table_bits = int(table_bits)
+        self.max_weight = float(max_weight)
+        self.importance_weighted = bool(importance_weighted)
+        self.passes = int(passes)
+        self.seed = int(seed)
+        self._w = np.zeros(1 << self.table_bits, dtype=np.float32)
+        self._g = np.zeros(1 << self.table_bits, dtype=np.float32)
+        self._rng = np.random.default_rng(self.seed)
+
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return (
+            "learning_rate", "l2", "table_bits", "max_weight", "importance_weighted", "passes",
+            "seed",
+        )  # fmt: skip
+
+    def _slots(self, cols: np.ndarray, action_id: str) -> np.ndarray:
+        mask = np.uint64((1 << self.table_bits) - 1)
+        h = (cols.astype(np.uint64) + np.uint64(1)) * _MIX + _action_hash(action_id)
+        return ((h ^ (h >> np.uint64(29))) & mask).astype(np.int64)
+
+    def _predict(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        n = X.shape[0]
+        out = np.zeros((n, len(action_ids)))
+        if sparse.issparse(X):
+            X = sparse.csr_matrix(X)
+            for i in range(n):
+                cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
+                vals = X.data[X.indptr[i] : X.indptr[i + 1]].astype(np.float64)
+                for j, a in enumerate(action_ids):
+                    out[i, j] = self._w[self._slots(cols, a)] @ vals
+        else:
+            cols = np.arange(X.shape[1])
+            for j, a in enumerate(action_ids):
+                out[:, j] = np.asarray(X, dtype=np.float64) @ self._w[self._slots(cols, a)]
+        return out
+
+    def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None:
+        if self.importance_weighted:
+            w = np.minimum(w, self.max_weight)
+        else:
+            w = np.ones_like(w)
+        is_sparse = sparse.issparse(X)
+        if is_sparse:
+            X = sparse.csr_matrix(X)
+        order = np.arange(X.shape[0])
+        for p in range(self.passes):
+            if p:  # later passes in a fresh order; the RNG is ours, so this is reproducible
+                order = self._rng.permutation(order)
+            for i in order:
+                if is_sparse:
+                    cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
+                    vals = X.data[X.indptr[i] : X.indptr[i + 1]].astype(np.float32)
+                else:
+                    cols = np.arange(X.shape[1])
+                    vals = np.asarray(X[i], dtype=np.float32)
+                slots = self._slots(cols, ids[i])
+                weights = self._w[slots]
+                residual = float(t[i] - weights @ vals)
+                grad = -residual * vals + self.l2 * weights
+                self._g[slots] += np.float32(w[i]) * grad * grad
+                # Importance-aware step (Karampatziakis & Langford 2011): the limit of w[i] tiny
+                # steps, so a large importance weight moves the prediction toward the target
+                # but never past it.
+                u = self.learning_rate * vals / np.sqrt(self._g[slots] + 1e-6)
+                h = float(vals @ u)
+                if h > 0:
+                    step = residual * (1.0 - np.exp(-w[i] * h)) / h
+                    self._w[slots] = (
+                        weights
+                        + np.float32(step) * u
+                        - (self.learning_rate * self.l2 * weights / np.sqrt(self._g[slots] + 1e-6))
+                    )
+
+    def state_nbytes(self) -> int:
+        return self._w.nbytes + self._g.nbytes
+
+    def state_bound(self, n_actions: int, dim: int, row_nnz: int | None = None) -> int:
+        return 2 * 4 * (1 << self.table_bits)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"rng": self._rng.bit_generator.state}, {"w": self._w, "g": self._g}
+
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self._w = np.array(arrays["w"], dtype=np.float32)
+        self._g = np.array(arrays["g"], dtype=np.float32)
+        if meta.get("rng"):
+            self._rng.bit_generator.state = meta["rng"]
+
+
+LEARNERS: dict[str, type[Learner]] = {LinUCB.name: LinUCB, IWRegression.name: IWRegression}
+
+
+def make_learner(spec: str | Mapping[str, Any] | Learner) -> Learner:
+    """Build a learner from a name (`"linucb"`), a config dict, or pass one through."""
+    if isinstance(spec, Learner):
+        return spec
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    if not isinstance(spec, Mapping):
+        raise SpecError("learner: expected a name or a mapping with 'kind'")
+    params = dict(spec)
+    kind = params.pop("kind", None)
+    if kind not in LEARNERS:
+        raise SpecError(f"learner.kind: unknown learner {kind!r}; known: {sorted(LEARNERS)}")
+    try:
+        return LEARNERS[kind](**params)
+    except TypeError as exc:
+        raise SpecError(f"learner: bad parameter for {kind!r}: {exc}") from exc
+    except SpecError as exc:
+        raise SpecError(f"learner: {exc}") from exc

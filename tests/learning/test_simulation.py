@@ -1,0 +1,130 @@
+"""Simulation harness: the in-process backend and a small run on real Banking77 data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent_lightning.learning import (
+    DecisionBackend,
+    InProcessBackend,
+    SpecError,
+    UniformPolicy,
+    load_intent_csv,
+    make_policy,
+    run_intent_benchmark,
+)
+from conftest import ACTIONS, make_examples
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking77"
+INTENTS = [
+    "card_arrival", "change_pin", "exchange_rate", "lost_or_stolen_card", "terminate_account",
+    "top_up_failed", "age_limit", "apple_pay_or_google_pay", "atm_support",
+    "cash_withdrawal_charge",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_banking77():
+    if not (DATA / "train.csv").exists():
+        pytest.skip(f"Banking77 not found at {DATA}")
+    rng = np.random.default_rng(0)
+
+    def pick(name, per_intent):
+        rows = [r for r in load_intent_csv(DATA / name) if r[1] in INTENTS]
+        out = []
+        for intent in INTENTS:
+            mine = [r for r in rows if r[1] == intent]
+            out += [mine[i] for i in rng.permutation(len(mine))[:per_intent]]
+        return out
+
+    return pick("train.csv", 40), pick("test.csv", 20)
+
+
+def test_small_benchmark_learns_beyond_zero_shot(small_banking77):
+    train, test = small_banking77
+    seen = []
+    res = run_intent_benchmark(
+        train, test, feedback="bandit", seed=0, retrain_every=25, window=100,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    assert res.interactions == len(train) == 400
+    assert len(res.online_windows) == 4
+    assert res.learned_accuracy > res.zero_shot_accuracy + 0.05
+    assert res.online_windows[-1] > res.online_windows[0]
+    assert res.supervised_ceiling is not None and res.supervised_ceiling > 0.8
+    assert 1 < res.versions_registered <= 1 + 400 // 25
+    assert seen[-1] == (400, 400)
+    assert res.to_dict()["online_last_1000"] == res.online_windows[-1]
+
+
+def test_correction_feedback_learns_faster_than_bandit(small_banking77):
+    train, test = small_banking77
+    kw = dict(seed=1, retrain_every=25, window=100, ceiling=False)
+    bandit = run_intent_benchmark(train, test, feedback="bandit", **kw)
+    correction = run_intent_benchmark(train, test, feedback="correction", **kw)
+    # A correction labels every mistake, so live resolution climbs faster.
+    assert np.mean(correction.online_windows) > np.mean(bandit.online_windows) + 0.02
+    assert correction.learned_accuracy > 0.8
+
+
+def test_benchmark_is_deterministic_under_a_seed(small_banking77):
+    train, test = small_banking77
+    kw = dict(seed=3, retrain_every=50, window=100, ceiling=False)
+    a = run_intent_benchmark(train[:200], test, **kw)
+    b = run_intent_benchmark(train[:200], test, **kw)
+    assert (a.online_windows, a.learned_accuracy, a.versions_registered) == (
+        b.online_windows, b.learned_accuracy, b.versions_registered,
+    )  # fmt: skip
+
+
+def test_benchmark_validates_arguments():
+    with pytest.raises(SpecError, match="feedback"):
+        run_intent_benchmark([("a", "b")], [("a", "b")], feedback="stars")
+    with pytest.raises(SpecError, match="featurizer"):
+        run_intent_benchmark([("a", "b")], [("a", "b")], featurizer="bert")
+
+
+def test_in_process_backend_protocol_and_versioned_learning():
+    backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=50)
+    assert isinstance(backend, DecisionBackend)
+    frozen = backend.live
+    promoted = []
+    for ctx, label in make_examples(300, seed=4):
+        decision_id, action_id, probs = backend.decide(ctx, ACTIONS)
+        assert sum(probs.values()) == pytest.approx(1.0) and action_id in probs
+        backend.reward(decision_id, float(action_id == label), correct_action_id=label)
+        v = backend.maybe_learn()
+        if v is not None:
+            promoted.append(v)
+    assert promoted and promoted == sorted(promoted) and promoted[0] == 1
+    assert frozen.version == 0 and frozen is not backend.live  # the old version is untouched
+    assert backend.live.metadata["parent_version"] == backend.live.version - 1
+    assert 0 < backend.live.examples_seen < 300  # held-out rewards are not trained on
+    assert len(backend.history) == 300 // 50
+    with pytest.raises(SpecError):
+        backend.reward(decision_id, 1.0)  # already rewarded
+
+
+def test_gate_rejects_a_candidate_that_is_not_better():
+    # Random rewards: nothing to learn, so after the first version no candidate is
+    # significantly better than the live one.
+    backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=100)
+    rng = np.random.default_rng(0)
+    for ctx, _ in make_examples(1000, seed=5):
+        decision_id, _, _ = backend.decide(ctx, ACTIONS)
+        backend.reward(decision_id, float(rng.random() < 0.5))
+        backend.maybe_learn()
+    promoted = [h["promoted"] for h in backend.history]
+    assert promoted[0] is True
+    assert sum(promoted[1:]) <= 2
+
+
+def test_uniform_policy_backend_never_learns():
+    backend = InProcessBackend(UniformPolicy(seed=0), retrain_every=1)
+    decision_id, _, probs = backend.decide({"text": "x"}, ACTIONS)
+    assert set(probs.values()) == {1 / len(ACTIONS)}
+    backend.reward(decision_id, 1.0)
+    assert backend.maybe_learn() is None
