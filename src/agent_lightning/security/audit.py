@@ -12,6 +12,7 @@ for the same position cannot both commit (the loser retries on the new head).
 from __future__ import annotations
 
 import hashlib
+import time
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class AuditLog:
         outcome: str = "ok",
     ) -> AuditEntry:
         """Append one entry; committed before it returns."""
-        for _attempt in range(20):
+        for attempt in range(200):
             try:
                 with self.store.session() as s:
                     head = s.scalar(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1))
@@ -127,7 +128,9 @@ class AuditLog:
                     s.add(entry)
                 return entry
             except IntegrityError:
-                continue  # another writer took this sequence number; chain onto the new head
+                # Another writer took this sequence number; chain onto the new head.
+                time.sleep(min(0.05, 0.001 * (attempt + 1)))
+                continue
         raise RuntimeError("could not append to the audit log under contention")
 
     def entries(
