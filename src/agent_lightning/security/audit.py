@@ -12,8 +12,8 @@ for the same position cannot both commit (the loser retries on the new head).
 from __future__ import annotations
 
 import hashlib
-import time
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
