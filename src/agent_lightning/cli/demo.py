@@ -28,8 +28,6 @@ PII_SUFFIXES = [
     " My IBAN is GB82 WEST 1234 5698 7654 32.",
 ]
 
-DEMO_SPEC = {"featurizer": "hashing"}
-
 
 def banking77_dir() -> Path | None:
     here = Path(__file__).resolve()
@@ -57,6 +55,7 @@ def run_demo(
     from agent_lightning import AgentLightningClient
     from agent_lightning.config import Settings
     from agent_lightning.gateway.testing import ThreadedServer
+    from agent_lightning.learning.simulation import DEFAULT_SPECS
     from agent_lightning.security.audit import Actor
     from agent_lightning.security.identities import create_client
     from agent_lightning.server.app import create_app
@@ -90,7 +89,7 @@ def run_demo(
             agl.create_policy(
                 "intents",
                 decision_point="intent",
-                spec={**DEMO_SPEC, "featurizer": featurizer, "seed": seed},
+                spec={**DEFAULT_SPECS[featurizer], "seed": seed},
                 description="which of the 77 banking intents handles a customer message",
             )
             console.print(
