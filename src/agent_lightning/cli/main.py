@@ -522,3 +522,14 @@ def bench_intents(
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=2))
         console.print(f"figures written to {json_out}")
+
+
+def _register_runtime_track() -> None:
+    # The runtime track's commands live in their own modules; each adds itself to the root app.
+    from agent_lightning.cli import connector_cmds, publisher_cmds, runtime_cmds
+
+    for module in (publisher_cmds, runtime_cmds, connector_cmds):
+        module.register(app)
+
+
+_register_runtime_track()
