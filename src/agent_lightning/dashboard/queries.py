@@ -451,20 +451,6 @@ class DashboardData:
             out[session_id]["policy_versions"] = [label]
         return {s: v for s, v in out.items() if v["events"] or v["decisions"] or v["rewards"]}
 
-    def decision_rewards(self, app_id: str, decision_ids: list[str]) -> list[Reward]:
-        """Rewards that point at these decisions (they need not name the session)."""
-        out: list[Reward] = []
-        with self.store.session() as s:
-            for start in range(0, len(decision_ids), 500):
-                chunk = decision_ids[start : start + 500]
-                # Sorted here: ORDER BY pk would make SQLite walk the (app_id, pk) index instead.
-                out.extend(
-                    s.scalars(
-                        select(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(chunk))
-                    )
-                )
-        return sorted(out, key=lambda reward: reward.pk)
-
     def policies(self, app_id: str, name: str | None = None) -> list[Policy]:
         with self.store.session() as s:
             query = select(Policy).where(Policy.app_id == app_id).order_by(Policy.pk).limit(200)

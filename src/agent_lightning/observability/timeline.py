@@ -3,7 +3,12 @@
 The dashboard draws a session as a timeline: events, decisions (with the probability of every
 candidate action), rewards, the LLM calls the gateway forwarded, and the spans the agent's own
 instrumentation exported. Each kind is read through its `(app_id, session_id)` index, at most
-`limit` rows each, then merged; `truncated` says whether anything was left out.
+`limit` rows each, ordered by what that index already holds (the row id; a trace span's start
+time) so the planner never walks all of an app's rows to sort them, then merged; `truncated`
+says whether anything was left out. Rewards that point at the session's decisions without naming
+the session (the SDK's `reward(decision_id, value)`) are part of the story too.
+
+This is the one timeline: the REST route and the dashboard both draw it.
 
 Everything shown was redacted before it was stored. A session is not a record of its own, so an
 unknown session (or another app's) is simply empty, never an error that would confirm it exists.
@@ -113,19 +118,31 @@ def _llm_call(row: Any) -> tuple[datetime, dict[str, Any]]:
     }
 
 
-def _sources() -> list[tuple[Any, Any, Any]]:
-    sources: list[tuple[Any, Any, Any]] = [
-        (Event, Event.occurred_at, _event),
-        (Decision, Decision.created_at, _decision),
-        (Reward, Reward.created_at, _reward),
-        (TraceSpan, TraceSpan.start_time, _span),
+def _sources() -> list[tuple[Any, tuple[Any, ...], Any]]:
+    sources: list[tuple[Any, tuple[Any, ...], Any]] = [
+        (Event, (Event.pk,), _event),
+        (Decision, (Decision.pk,), _decision),
+        (Reward, (Reward.pk,), _reward),
+        (TraceSpan, (TraceSpan.start_time, TraceSpan.pk), _span),
     ]
     try:  # the gateway is optional; without it there are no LLM calls to show
         from agent_lightning.gateway.models import GatewaySpan
     except ImportError:
         return sources
-    sources.append((GatewaySpan, GatewaySpan.created_at, _llm_call))
+    sources.append((GatewaySpan, (GatewaySpan.pk,), _llm_call))
     return sources
+
+
+def _decision_rewards(s: Any, app_id: str, decision_ids: list[str]) -> list[Reward]:
+    """Rewards that point at these decisions (they need not name the session)."""
+    out: list[Reward] = []
+    for start in range(0, len(decision_ids), 500):
+        chunk = decision_ids[start : start + 500]
+        # Unordered here: ORDER BY pk would make SQLite walk the (app_id, pk) index instead.
+        out.extend(
+            s.scalars(select(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(chunk)))
+        )
+    return out
 
 
 def session_timeline(store: Store, app_id: str, session_id: str, limit: int = 500) -> dict:
@@ -134,12 +151,12 @@ def session_timeline(store: Store, app_id: str, session_id: str, limit: int = 50
     counts: dict[str, int] = {}
     truncated = False
     with store.session() as s:
-        for model, at, convert in _sources():
+        for model, order, convert in _sources():
             rows = list(
                 s.scalars(
                     select(model)
                     .where(model.app_id == app_id, model.session_id == session_id)
-                    .order_by(at, model.pk)
+                    .order_by(*order)
                     .limit(limit + 1)
                 )
             )
@@ -147,10 +164,17 @@ def session_timeline(store: Store, app_id: str, session_id: str, limit: int = 50
                 truncated, rows = True, rows[:limit]
             for row in rows:
                 when, item = convert(row)
-                counts[item["type"]] = counts.get(item["type"], 0) + 1
                 collected.append((when, _ORDER[item["type"]], row.pk, item))
+        have = {item["id"] for *_, item in collected if item["type"] == "reward"}
+        decision_ids = [item["id"] for *_, item in collected if item["type"] == "decision"]
+        for reward in _decision_rewards(s, app_id, decision_ids):
+            if reward.id not in have:
+                when, item = _reward(reward)
+                collected.append((when, _ORDER["reward"], reward.pk, item))
     collected.sort(key=lambda entry: entry[:3])
     if len(collected) > limit:
         truncated, collected = True, collected[:limit]
     items = [{"time": when.isoformat(), **item} for when, _, _, item in collected]
+    for item in items:
+        counts[item["type"]] = counts.get(item["type"], 0) + 1
     return {"session_id": session_id, "items": items, "counts": counts, "truncated": truncated}
