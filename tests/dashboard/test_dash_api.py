@@ -405,3 +405,16 @@ def test_dashboard_routes_every_role_own_and_other_app(settings: Settings) -> No
     finally:
         client.close()
         store.close()
+
+
+def test_start_up_warm_up_serves_the_first_load_from_memory(dash_sqlite: Api) -> None:
+    from agent_lightning.dashboard.warmup import warm_dashboard
+
+    state = dash_sqlite.app.state.agl
+    state.extras.pop("dashboard", None)  # as after a restart: nothing kept yet
+    warm_dashboard(state)
+    first = _get(dash_sqlite, "/v1/dashboard/overview", bucket="hour")
+    assert first["cache"]["response"] == "miss"
+    # The very first request after start-up read only the open bucket from the database.
+    assert first["cache"]["cached_buckets"] > 0
+    assert first["cache"]["queried_from"] >= (utcnow() - timedelta(hours=1)).isoformat()[:13]

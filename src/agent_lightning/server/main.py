@@ -17,6 +17,9 @@ def app_from_env() -> FastAPI:
 
     settings = Settings.from_env()
     state = with_components(settings)
+    from agent_lightning.dashboard.warmup import install_warmup
+
+    install_warmup(state)  # the first dashboard load after a restart should not wait
     app = create_app(settings, state=state)
     # The OpenAI-compatible gateway, when runtimes/runtime.yaml (or $AGL_RUNTIME_CONFIG) exists.
     mount_gateway_if_configured(app, state)
