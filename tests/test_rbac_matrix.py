@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent_lightning.publisher.rollouts import RolloutManager
 from agent_lightning.security.audit import Actor, AuditLog
 from agent_lightning.security.identities import create_api_key, create_client
 from agent_lightning.security.rbac import ROUTE_PERMISSIONS, Role, allowed
@@ -15,11 +16,20 @@ from agent_lightning.store import Policy, PolicyVersion, Task, content_hash, new
 from tests.conftest import Api
 
 # Path parameters that name a record of one app: another app's value must give 404.
-OWNED_PARAMS = {"event_id", "decision_id", "name", "version", "task_id", "client_id", "key_id"}
+OWNED_PARAMS = {
+    "event_id",
+    "decision_id",
+    "name",
+    "version",
+    "task_id",
+    "client_id",
+    "key_id",
+    "rollout_id",
+}
 # Path parameters that scope an operation to the caller's own app (no record is named).
 SCOPED_PARAMS = {"user_id", "kind", "session_id"}
 
-LEAK_MARKERS = {"event_id", "decision_id", "name", "task_id", "client_id", "key_id"}
+LEAK_MARKERS = {"event_id", "decision_id", "name", "task_id", "client_id", "key_id", "rollout_id"}
 
 BODIES = {
     ("POST", "/v1/events"): {"text": "hello"},
@@ -43,6 +53,14 @@ BODIES = {
     ("POST", "/v1/traces"): {"resourceSpans": []},
     ("PUT", "/v1/alerts/rules"): {"rules": [{"id": "quiet", "kind": "no_events"}]},
     ("PUT", "/v1/dashboard/rollouts/pause"): {"policy": "p", "paused": True},
+    ("POST", "/v1/rollouts"): {"policy": "p", "candidate_version": 2},
+    ("POST", "/v1/rollouts/{rollout_id}/pause"): {"reason": "r"},
+    ("POST", "/v1/rollouts/{rollout_id}/resume"): {"reason": "r"},
+    ("POST", "/v1/rollouts/{rollout_id}/promote"): {"reason": "r"},
+    ("POST", "/v1/rollouts/{rollout_id}/rollback"): {"reason": "r"},
+    ("POST", "/v1/rollouts/{rollout_id}/evaluate"): {},
+    ("POST", "/v1/policies/{name}/bundles"): {"bundle_b64": "AAAA"},
+    ("POST", "/v1/runtime/report"): {"runtime_id": "rt-1", "policy": "p", "versions": [1]},
 }
 
 
@@ -85,6 +103,12 @@ def _seed(api: Api, app_id: str) -> dict[str, str]:
     )
     task = store.create_task(Task(id=f"task-{app_id}", app_id=app_id, kind="learn"))
     audit = AuditLog(store)
+    store.add_policy_version(
+        PolicyVersion(id=new_id(), policy_id=policy.id, artifact=None), make_live=False
+    )
+    rollout = RolloutManager(store, audit).start(
+        app_id, Actor("seed"), policy=policy.name, candidate_version=2
+    )
     target = create_client(store, audit, app_id, ["Agent"], Actor("seed"))
     key = create_api_key(store, audit, app_id, "someone", ["Analyst"], Actor("seed"))
     return {
@@ -97,6 +121,7 @@ def _seed(api: Api, app_id: str) -> dict[str, str]:
         "key_id": key.key_id,
         "user_id": f"u-{app_id}",
         "kind": "events",
+        "rollout_id": rollout.id,
     }
 
 

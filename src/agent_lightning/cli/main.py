@@ -148,26 +148,44 @@ def serve(
 # -- init ------------------------------------------------------------------------------------
 
 
+def _template_help() -> str:
+    from agent_lightning.runtime.scaffold import available_templates
+
+    return "Starting point: " + ", ".join(["blank", *available_templates()]) + "."
+
+
 @app.command()
 def init(
     name: Annotated[str, typer.Argument(help="Directory to create for the project.")],
-    template: Annotated[
-        str, typer.Option(help="Starting point: blank (more templates come with the runtime).")
-    ] = "blank",
+    template: Annotated[str, typer.Option(help=_template_help())] = "blank",
 ) -> None:
-    """Create a project skeleton: config/, policies/, runtimes/runtime.yaml."""
+    """Create a project: a blank skeleton, or a runnable agent from a template.
+
+    blank: config/, policies/, runtimes/runtime.yaml. support-ticket, kb-lookup: agent.yaml,
+    policies/, sample transcripts.jsonl and a README, ready for `agent-lightning eval`.
+    """
     from agent_lightning.cli.project import ProjectExists, create_project
+    from agent_lightning.runtime.scaffold import available_templates, copy_template
 
     try:
-        created = create_project(Path(name), template)
-    except ProjectExists as exc:
+        if template == "blank":
+            created = create_project(Path(name), template)
+        elif template in available_templates():
+            created = copy_template(template, Path(name))
+        else:
+            choices = ", ".join(["blank", *available_templates()])
+            raise fail(f"unknown template {template!r}; choose from {choices}")
+    except (ProjectExists, FileExistsError) as exc:
         raise fail(str(exc)) from None
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     console.print(f"[green]created[/] {name}/")
     for path in created:
         console.print(f"  {path}")
-    console.print(f"\nnext: cd {name} && agent-lightning serve")
+    if template == "blank":
+        console.print(f"\nnext: cd {name} && agent-lightning serve")
+    else:
+        console.print(f"\nnext: cd {name} && agent-lightning eval --offline  (see README.md)")
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -146,6 +146,23 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/v1/dashboard/sessions"): Permission.TELEMETRY_READ,
     ("GET", "/v1/dashboard/session"): Permission.TELEMETRY_READ,
     ("GET", "/v1/dashboard/audit"): Permission.AUDIT_READ,
+    # update publisher: rollouts, registry, distribution to runtimes
+    ("POST", "/v1/rollouts"): Permission.POLICY_PROMOTE,
+    ("GET", "/v1/rollouts"): Permission.POLICY_READ,
+    ("GET", "/v1/rollouts/{rollout_id}"): Permission.POLICY_READ,
+    ("POST", "/v1/rollouts/{rollout_id}/pause"): Permission.POLICY_PROMOTE,
+    ("POST", "/v1/rollouts/{rollout_id}/resume"): Permission.POLICY_PROMOTE,
+    ("POST", "/v1/rollouts/{rollout_id}/promote"): Permission.POLICY_PROMOTE,
+    ("POST", "/v1/rollouts/{rollout_id}/rollback"): Permission.POLICY_PROMOTE,
+    ("POST", "/v1/rollouts/{rollout_id}/evaluate"): Permission.POLICY_PROMOTE,
+    ("GET", "/v1/policies/{name}/diff"): Permission.POLICY_READ,
+    ("GET", "/v1/policies/{name}/versions/{version}/bundle"): Permission.POLICY_LIVE_READ,
+    ("POST", "/v1/policies/{name}/bundles"): Permission.POLICY_WRITE,
+    ("GET", "/v1/publisher/keys"): Permission.IDENTITY,
+    ("GET", "/v1/runtime/manifest"): Permission.POLICY_LIVE_READ,
+    ("GET", "/v1/runtime/stream"): Permission.POLICY_LIVE_READ,
+    ("POST", "/v1/runtime/report"): Permission.TELEMETRY_WRITE,
+    ("GET", "/v1/runtime/reports"): Permission.POLICY_READ,
 }
 
 

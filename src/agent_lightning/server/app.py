@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from agent_lightning import __version__, dashboard
 from agent_lightning.config import Settings
 from agent_lightning.observability import install_observability, instrument_app
+from agent_lightning.publisher.service import install_publisher
 from agent_lightning.security.rbac import ROUTE_PERMISSIONS
 from agent_lightning.server.auth import API_PREFIX, authorize
 from agent_lightning.server.errors import error_body, install_error_handlers
@@ -145,6 +146,7 @@ def create_app(
     settings = settings or Settings.from_env()
     state = state or build_state(settings, store)
     install_observability(state)
+    install_publisher(state)  # rollouts, registry and distribution routes; the rollout selector
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -17,6 +17,9 @@ def with_components(settings: Settings, store: Store | None = None) -> ServerSta
     retention = RetentionScheduler(state.store, state.audit, settings.retention_every_seconds)
     state.extras.setdefault("on_startup", []).append(retention.start)
     state.extras.setdefault("on_shutdown", []).append(retention.stop)
+    from agent_lightning.publisher.service import start_evaluator
+
+    start_evaluator(state)  # rollout guardrails every AGL_ROLLOUT_EVAL_SECONDS (default 5)
     try:
         from agent_lightning.controller import LearningController
     except ImportError:  # the learning track is not installed in this build

@@ -4,6 +4,7 @@ from alembic import context
 
 import agent_lightning.gateway.models  # noqa: F401  (registers gateway_spans on Base)
 import agent_lightning.observability.models  # noqa: F401  (trace_spans, alerts)
+import agent_lightning.publisher.models  # noqa: F401  (rollouts, runtime_reports)
 from agent_lightning.store.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,3 @@
+"""Shared by the reference-service tests."""
+
+TOKEN = "refservices-test-token-42"
