@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 
 from agent_lightning.runtime.templating import TemplateError, render, render_value
+from agent_lightning.runtime.tracing import NO_TRACING, RuntimeTracer, set_attributes
 from agent_lightning.runtime.types import ActionResult
 
 # Bounds shared by the YAML's `parameters` and by `update_policy` (a policy may tune itself, but
@@ -207,6 +208,7 @@ class ExecutionContext:
     dry_run: bool = False
     halt: tuple[str, str] | None = None  # ("escalate" | "clarify", reason): stop the sequence
     parameter_updates: dict[str, Any] = field(default_factory=dict)
+    tracer: RuntimeTracer = NO_TRACING
 
 
 def call_connector(
@@ -243,6 +245,27 @@ def call_connector(
     else:
         attempts, wait = 1 + retries, timeout_ms / 1000.0
     where = f"connector '{connector}' endpoint '{endpoint}'"
+    attributes = {"agl.connector": connector, "agl.endpoint": endpoint}
+    # On the caller's thread: the pool thread that makes the call has no current span.
+    with ctx.tracer.span(f"connector {connector}.{endpoint}", attributes, client=True) as span:
+        try:
+            data = _call_with_retries(ctx, conn, endpoint, kwargs, attempts, wait, where)
+        except ActionError as exc:
+            set_attributes(span, {"agl.error_kind": exc.kind})
+            raise
+        return data
+
+
+def _call_with_retries(
+    ctx: ExecutionContext,
+    conn: Any,
+    endpoint: str,
+    kwargs: dict[str, Any],
+    attempts: int,
+    wait: float,
+    where: str,
+) -> Any:
+    timeout_ms = int(ctx.parameters["timeoutMs"])
     for attempt in range(attempts):
         try:
             if ctx.executor is None:

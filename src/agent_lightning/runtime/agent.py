@@ -31,6 +31,7 @@ from agent_lightning.ingestion.schemas import (
 )
 from agent_lightning.runtime.actions import ExecutionContext, Generator, execute
 from agent_lightning.runtime.spec import PolicySpec
+from agent_lightning.runtime.tracing import NO_TRACING, RuntimeTracer, set_attributes
 from agent_lightning.runtime.types import (
     ActionResult,
     AgentResponse,
@@ -67,8 +68,10 @@ class AgentRuntime:
         generator: Generator | None = None,
         dry_run: bool = False,
         max_workers: int = 8,
+        tracer: RuntimeTracer = NO_TRACING,
     ) -> None:
         self._lock = threading.Lock()
+        self.tracer = tracer
         self._spec = spec
         self._decider = decider
         self._candidates = spec.candidate_actions()
@@ -130,6 +133,31 @@ class AgentRuntime:
         attributes: Mapping[str, Any] | None = None,
     ) -> AgentResponse:
         """Answer one message. Failures become an escalation with `error` set, not an exception."""
+        with self.tracer.span("agent.message", {"agl.session_id": session_id}) as span:
+            response = self._handle(text, session_id, user_id, attributes)
+            set_attributes(
+                span,
+                {
+                    "agl.decision_id": response.decision_id,
+                    "agl.intent": response.intent,
+                    "agl.confidence": response.confidence,
+                    "agl.policy": response.policy_name,
+                    "agl.policy_version": response.policy_version,
+                    "agl.arm": response.arm,
+                    "agl.escalated": response.escalated,
+                    "agl.clarified": response.clarified,
+                    "agl.error": response.error,
+                },
+            )
+            return response
+
+    def _handle(
+        self,
+        text: str,
+        session_id: str | None,
+        user_id: str | None,
+        attributes: Mapping[str, Any] | None,
+    ) -> AgentResponse:
         if not isinstance(text, str):
             raise TypeError("text must be a string")
         for label, value in (("session_id", session_id), ("user_id", user_id)):
@@ -144,9 +172,21 @@ class AgentRuntime:
         decision_id = new_id()
 
         try:
-            choice = decider.choose(
-                text, candidates, user_id=user_id, session_id=session_id, attributes=attrs
-            )
+            with self.tracer.span("agent.decide", {"agl.policy": spec.name}) as span:
+                choice = decider.choose(
+                    text, candidates, user_id=user_id, session_id=session_id, attributes=attrs
+                )
+                set_attributes(
+                    span,
+                    {
+                        "agl.intent": choice.intent,
+                        "agl.confidence": choice.confidence,
+                        "agl.propensity": choice.propensity,
+                        "agl.policy_version": choice.policy_version,
+                        "agl.arm": choice.arm,
+                        "agl.rollout_id": choice.rollout_id,
+                    },
+                )
             spec.intent(choice.intent)
         except Exception as exc:  # noqa: BLE001 - a broken decider must not take the agent down
             log.exception("decider failed")
@@ -223,6 +263,7 @@ class AgentRuntime:
             generator=self.generator,
             clock=self.clock,
             dry_run=self.dry_run,
+            tracer=self.tracer,
         )
         replies: list[str] = []
         for action in intent.actions:
@@ -242,7 +283,10 @@ class AgentRuntime:
                 response.error = response.actions[-1].error
                 self._escalate(spec, response, "guardrail: disallowed action")
                 break
-            result = execute(action.type, action.params, ctx)
+            step = {"agl.action": action.type}
+            with self.tracer.span(f"agent.action {action.type}", step) as span:
+                result = execute(action.type, action.params, ctx)
+                set_attributes(span, {"agl.ok": result.ok, "agl.error": result.error})
             response.actions.append(result)
             if not result.ok:
                 response.error = (result.error or "action failed")[:MAX_ERROR]

@@ -191,7 +191,11 @@ class EdgeRuntime:
                 spec, policy, policy_name=spec.name, policy_version=version
             ),
         )
-        self.agent = AgentRuntime(spec, self.decider, self.outbox, connectors)
+        from agent_lightning.runtime.tracing import tracer_from_env
+
+        # Spans (message → decide → actions → connector calls) when OTEL_* asks for them.
+        tracer, self._tracer_provider = tracer_from_env()
+        self.agent = AgentRuntime(spec, self.decider, self.outbox, connectors, tracer=tracer)
         self._closed = threading.Event()
 
     def start(self) -> None:
@@ -227,6 +231,8 @@ class EdgeRuntime:
         self._closed.set()
         self.sync.stop()
         self.agent.close()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()  # exports the last spans
         self.outbox.close(flush_timeout if self.client is not None else 0)
         if self.client is not None:
             self.client.close(timeout=1.0)
