@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from obs_harness import Ticker, metric_value
 from prometheus_client import CollectorRegistry, generate_latest
+from tests.publisher.pub_seed import seed_policy
 
 from agent_lightning.observability import PolicyStats, TaskStats
 from agent_lightning.observability.alerts import resolution_rate
@@ -204,3 +205,30 @@ def test_refresh_cost_follows_new_rows_not_table_size(sqlite_url: str) -> None:
     )
     assert n == 5_000 and rate == 0.5
     store.close()
+
+
+def test_rollout_state_is_exposed(store: Store) -> None:
+    from agent_lightning.observability.db_stats import RolloutStats
+    from agent_lightning.publisher.rollouts import RolloutManager
+    from agent_lightning.security.audit import Actor, AuditLog
+
+    store.ensure_app("acme")
+    seed_policy(store, "acme", "support", versions=3)
+    manager = RolloutManager(store, AuditLog(store))
+    admin = Actor("alice", "client", "acme")
+    first = manager.start("acme", admin, policy="support", candidate_version=2, steps=[5, 50, 100])
+    manager.rollback("acme", first.id, admin, "worse")
+    running = manager.start("acme", admin, policy="support", candidate_version=3, steps=[25, 100])
+    ticker = Ticker()
+    registry = CollectorRegistry()
+    registry.register(RolloutStats(store, monotonic=ticker))
+    text = generate_latest(registry).decode()
+    name = "agl_rollout_candidate_percent"
+    assert metric_value(text, name, rollout_id=running.id, status="running", candidate="3") == 25
+    assert metric_value(text, name, rollout_id=first.id) is None  # ended: no longer a share
+    assert metric_value(text, "agl_rollouts", policy="support", status="rolled_back") == 1
+    assert metric_value(text, "agl_rollouts", policy="support", status="running") == 1
+    manager.pause("acme", running.id, admin, "looking")
+    ticker.value += 60  # past the cache
+    text = generate_latest(registry).decode()
+    assert metric_value(text, name, rollout_id=running.id, status="paused") == 25

@@ -347,3 +347,84 @@ class TaskStats:
         if self._since is not None:
             horizon = self._since - timedelta(minutes=2)
             self._counted = {pk: at for pk, at in self._counted.items() if at >= horizon}
+
+
+class RolloutStats:
+    """A prometheus collector over the publisher's rollouts: what is being rolled out, and how.
+
+    - `agl_rollout_candidate_percent{app_id,policy,rollout_id,kind,status,baseline,candidate}`:
+      the share of traffic on the candidate, for every running or paused rollout.
+    - `agl_rollouts{app_id,policy,status}`: rollouts by status since the table began (how many
+      were promoted, rolled back, aborted).
+
+    Read at scrape time (cached `ttl` seconds); the table is small (one row per rollout).
+    """
+
+    def __init__(
+        self, store: Store, *, ttl: float = 5.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._fresh_until = float("-inf")
+        self._active: list[tuple[str, ...]] = []
+        self._percent: list[float] = []
+        self._by_status: list[tuple[str, str, str, int]] = []
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self.monotonic() >= self._fresh_until:
+                try:
+                    self._refresh()
+                except Exception:  # noqa: BLE001 - a scrape must not fail because the DB did
+                    log.warning("rollout stats refresh failed; serving the last values")
+                self._fresh_until = self.monotonic() + self.ttl
+            active = list(zip(self._active, self._percent, strict=True))
+            by_status = list(self._by_status)
+        percent = GaugeMetricFamily(
+            "agl_rollout_candidate_percent",
+            "Share of traffic (%) on the candidate of each running or paused rollout",
+            labels=["app_id", "policy", "rollout_id", "kind", "status", "baseline", "candidate"],
+        )
+        for labels, value in active:
+            percent.add_metric(list(labels), value)
+        yield percent
+        counts = GaugeMetricFamily(
+            "agl_rollouts", "Rollouts by status", labels=["app_id", "policy", "status"]
+        )
+        for app_id, policy, status, n in by_status:
+            counts.add_metric([app_id, policy, status], n)
+        yield counts
+
+    def _refresh(self) -> None:
+        try:
+            from agent_lightning.publisher.models import ACTIVE, Rollout
+        except ImportError:  # pragma: no cover - the publisher ships with the package today
+            return
+        with self.store.session() as s:
+            rows = s.execute(
+                select(
+                    Rollout.app_id,
+                    Rollout.policy_name,
+                    Rollout.id,
+                    Rollout.kind,
+                    Rollout.status,
+                    Rollout.baseline_version,
+                    Rollout.candidate_version,
+                    Rollout.percent,
+                ).where(Rollout.status.in_(ACTIVE))
+            ).all()
+            self._active = [tuple(str(v) for v in row[:7]) for row in rows]
+            self._percent = [float(row[7]) for row in rows]
+            self._by_status = [
+                (app_id, policy, status, int(n))
+                for app_id, policy, status, n in s.execute(
+                    select(Rollout.app_id, Rollout.policy_name, Rollout.status, func.count())
+                    .group_by(Rollout.app_id, Rollout.policy_name, Rollout.status)
+                    .order_by(Rollout.app_id, Rollout.policy_name, Rollout.status)
+                ).all()
+            ]

@@ -27,7 +27,7 @@ from typing import Any
 
 from agent_lightning.observability.alert_rules import AlertRules
 from agent_lightning.observability.alerts import AlertEvaluator, Notifier
-from agent_lightning.observability.db_stats import PolicyStats, TaskStats
+from agent_lightning.observability.db_stats import PolicyStats, RolloutStats, TaskStats
 from agent_lightning.observability.firings import Firings
 from agent_lightning.observability.metrics import Metrics, MetricsPortServer
 from agent_lightning.observability.otlp_ingest import IngestResult, TraceIngestor
@@ -99,8 +99,12 @@ class Observability:
         self.task_stats = TaskStats(
             state.store, ttl=settings.stats_ttl_seconds, monotonic=monotonic
         )
+        self.rollout_stats = RolloutStats(
+            state.store, ttl=settings.stats_ttl_seconds, monotonic=monotonic
+        )
         self.metrics.registry.register(self.policy_stats)
         self.metrics.registry.register(self.task_stats)
+        self.metrics.registry.register(self.rollout_stats)
         self._owns_provider = tracer_provider is None
         self.tracer_provider = (
             tracer_provider if tracer_provider is not None else configure_tracing()
