@@ -104,3 +104,18 @@ def test_policy_export_import_diff_and_tamper(db: str, tmp_path: Path) -> None:
     assert diff["lineage"]["related"] == "ancestor" and diff["metrics"]["examples"]["delta"] == 20
     code, out = _run(db, "policy", "diff", "--app", APP, "--policy", POLICY)
     assert code == 0 and "v2 → v3" in out and "examples seen: 10 → 20" in out
+
+
+def test_public_key_verifies_the_exported_bundles(db: str, tmp_path: Path) -> None:
+    from agent_lightning.publisher.bundle import load_public_key, verify_bundle
+
+    bundle, pem = tmp_path / "v2.json", tmp_path / "keys" / "publisher.pem"
+    code, out = _run(
+        db, "policy", "export", "--app", APP, "--policy", POLICY, "--version", "2", "-o",
+        str(bundle),
+    )  # fmt: skip
+    assert code == 0, out
+    code, out = _run(db, "policy", "public-key", "-o", str(pem))
+    assert code == 0 and pem.is_file(), out
+    verified = verify_bundle(bundle.read_bytes(), load_public_key(pem.read_text()))
+    assert verified.policy == POLICY and verified.version == 2

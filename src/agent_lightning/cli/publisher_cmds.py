@@ -331,6 +331,30 @@ def policy_export(
     _main().console.print(f"wrote {policy} v{version} to {output} ({len(data):,} bytes)")
 
 
+@policy_app.command("public-key")
+def policy_public_key(
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="PEM file to write (default stdout)."),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print (or write) the public key runtimes must trust to accept this server's bundles.
+
+    Put the file next to the runtime's agent.yaml and list it under `trusted_keys`, e.g.
+    `agent-lightning policy public-key -o support-desk/keys/publisher.pem`.
+    """
+    from agent_lightning.publisher import keys
+
+    pem = keys.public_keys(_data_dir(database_url))[0]["pem"]
+    if output is None:
+        print(pem, end="")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(pem)
+    _main().console.print(f"wrote the publisher's public key to {output}")
+
+
 @policy_app.command("import")
 def policy_import(
     bundle: Annotated[Path, typer.Argument(help="The bundle file to import.")],
