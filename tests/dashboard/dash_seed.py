@@ -296,3 +296,128 @@ def seed(
     )
     assert out.pii_session == PII_SESSION or sessions <= 5
     return out
+
+
+# -- rollouts, through the publisher -----------------------------------------------------------
+
+CANARY_GUARDRAILS = [
+    {"metric": "mean_reward", "max_drop": 0.1},
+    {"metric": "resolution_rate", "max_drop": 0.1},
+    {"metric": "escalation_rate", "max_drop": 0.1},
+    {"metric": "latency_p99", "max_drop": 300.0},
+]
+
+
+def arm_traffic(
+    store: Store,
+    app_id: str,
+    policy: str,
+    version: int,
+    n: int,
+    *,
+    p_success: float,
+    seed_value: int,
+    prefix: str,
+    latency_ms: float = 180.0,
+    actions: list[dict[str, Any]] | None = None,
+    context: dict[str, Any] | None = None,
+) -> list[str]:
+    """`n` decisions of one rollout arm, as a runtime's recorder sends them, then their rewards.
+
+    Each decision is rewarded 1 with probability `p_success` (else 0), names the version that
+    acted, and carries a latency around `latency_ms`, so every guardrail has data.
+    """
+    rng = random.Random(seed_value)
+    actions = actions or [{"id": name} for name in INTENTS]
+    decisions = []
+    for i in range(n):
+        chosen = actions[rng.randrange(len(actions))]["id"]
+        decisions.append(
+            {
+                "id": f"{prefix}-{i}",
+                "decision_point": "intent",
+                "session_id": f"{prefix}-s{i}",
+                "user_id": f"{prefix}-u{i}",
+                "context": dict(context or {"text": "Where is my card?"}),
+                "actions": actions,
+                "action_id": chosen,
+                "propensity": 1.0 / len(actions),
+                "policy_name": policy,
+                "policy_version": version,
+                "attributes": {"latency_ms": round(latency_ms * (0.6 + 0.8 * rng.random()), 1)},
+            }
+        )
+    pipeline = DataIngestionPipeline(store)
+    assert not pipeline.ingest_decisions(app_id, decisions).rejected
+    rewards = [
+        {"decision_id": d["id"], "value": 1.0 if rng.random() < p_success else 0.0}
+        for d in decisions
+    ]
+    assert not pipeline.ingest_rewards(app_id, rewards).rejected
+    return [d["id"] for d in decisions]
+
+
+@dataclass
+class Canaries:
+    rolled_back: str  # the first canary's id: its guardrails rolled it back automatically
+    running: str  # the second canary's id: one step passed, now at 25%
+    baseline: int
+    candidate: int
+
+
+def seed_canaries(store: Store, app_id: str = "support-bot", policy: str = "intents") -> Canaries:
+    """Two canaries through the publisher's RolloutManager, against the live version.
+
+    The first (v5) resolves far worse than the live version: its evaluation rolls it back with
+    the guardrail's reason. The second (v6) is as good as live: one evaluation advances it from
+    5% to 25%, and some more traffic arrives in the new step. Nothing here writes rollout rows.
+    """
+    from agent_lightning.publisher.rollouts import RolloutManager
+
+    audit = AuditLog(store)
+    manager = RolloutManager(store, audit)
+    operator = Actor("ops-admin", "client", app_id)
+    row = store.get_policy(app_id, policy)
+    baseline = row.live_version
+    assert baseline is not None
+    candidates = []
+    for notes in ("retrained on last week's traffic", "retrained with the fixed reward"):
+        version = store.add_policy_version(
+            PolicyVersion(
+                id=new_id(),
+                policy_id=row.id,
+                parent_version=baseline,
+                artifact=notes.encode(),
+                notes=notes,
+                created_by="system",
+            ),
+            make_live=False,
+        )
+        candidates.append(version.version)
+    first = manager.start(
+        app_id,
+        operator,
+        policy=policy,
+        candidate_version=candidates[0],
+        min_decisions_per_step=60,
+        guardrails=CANARY_GUARDRAILS,
+        reason="nightly model",
+    )
+    arm_traffic(store, app_id, policy, candidates[0], 80, p_success=0.2, seed_value=1, prefix="c1")
+    arm_traffic(store, app_id, policy, baseline, 240, p_success=0.8, seed_value=2, prefix="b1")
+    assert manager.evaluate(app_id, first.id).action == "rollback"
+
+    second = manager.start(
+        app_id,
+        operator,
+        policy=policy,
+        candidate_version=candidates[1],
+        min_decisions_per_step=60,
+        guardrails=CANARY_GUARDRAILS,
+        reason="second try with the fixed reward",
+    )
+    arm_traffic(store, app_id, policy, candidates[1], 70, p_success=0.75, seed_value=3, prefix="c2")
+    arm_traffic(store, app_id, policy, baseline, 260, p_success=0.72, seed_value=4, prefix="b2")
+    assert manager.evaluate(app_id, second.id).action == "advance"
+    arm_traffic(store, app_id, policy, candidates[1], 24, p_success=0.75, seed_value=5, prefix="c3")
+    return Canaries(first.id, second.id, baseline, candidates[1])

@@ -272,7 +272,7 @@ def test_pausing_a_rollout_is_admin_only_recorded_and_audited(dash_sqlite: Api) 
     assert _get(api, "/v1/dashboard/rollouts")["pause_enforced"] is True
     state.controller = None
     entries = AuditLog(api.store).entries("support-bot", limit=1000)
-    (paused,) = [e for e in entries if e.action == "rollout.pause"]
+    (paused,) = [e for e in entries if e.action == "promotion.pause"]
     assert paused.target_id == "intents" and paused.after["reason"] == "holiday freeze"
     resumed = api.client.put(
         "/v1/dashboard/rollouts/pause", json={**body, "paused": False}, headers=admin

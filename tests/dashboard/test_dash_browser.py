@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from dash_app import dashboard_app
+from dash_seed import CANARY_GUARDRAILS, arm_traffic
 
 CHROMIUM = os.environ.get("AGL_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -57,6 +58,7 @@ class Demo:
     empty_admin: tuple[str, str]
     result: dict
     controller: object
+    manager: object  # the server's RolloutManager (the publisher)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,7 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
     from agent_lightning.cli.demo import banking77_dir, run_demo
     from agent_lightning.config import Settings
     from agent_lightning.gateway.testing import ThreadedServer
+    from agent_lightning.publisher.service import install_publisher
     from agent_lightning.security.audit import Actor
     from agent_lightning.security.identities import create_api_key, create_client
     from agent_lightning.server.wiring import with_components
@@ -101,8 +104,8 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
         token_rate=1000.0,
     )
     state = with_components(settings)
-    # No background threads: a scheduled learning task must not change the live version under
-    # the test (the controller does not know about pausing yet).
+    # No background threads: neither a scheduled learning task nor the rollout evaluator may
+    # move the live version or a rollout under the test; the tests take those steps themselves.
     app = dashboard_app(settings, state.store, state=state, start_background=False)
     server = ThreadedServer(app).start()
     audit = state.audit
@@ -119,6 +122,7 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
             (empty.client_id, empty.secret),
             result,
             state.controller,
+            install_publisher(state).manager,
         )
     finally:
         server.stop()
@@ -250,16 +254,142 @@ def test_admin_opens_a_session_timeline(tab: Session, demo: Demo) -> None:
     tab.shot("session")
 
 
-def test_admin_pauses_and_rolls_back_with_reasons(tab: Session, demo: Demo) -> None:
+@dataclass
+class Canary:
+    id: str
+    baseline: int
+    candidate: int
+
+
+CANARY_REASON = "learned overnight: canary first"
+
+
+@pytest.fixture(scope="module")
+def canary(demo: Demo) -> Canary:
+    """A canary of a freshly learned version, started and advanced by the publisher.
+
+    The agents keep talking to the live version (new rewarded decisions shaped like the demo's);
+    a learning task trains a candidate on them and registers it without making it live; the
+    server's RolloutManager starts a 5 → 25 → 50 → 100% canary of it; both arms get traffic;
+    one evaluation passes the first step (25%), and some more candidate traffic arrives.
+    """
+    from agent_lightning.security.audit import Actor
+    from agent_lightning.store import Decision
+
+    store = demo.store
+    live = store.get_policy(APP, "intents").live_version
+    with store.session() as s:
+        latest = s.query(Decision).filter_by(app_id=APP).order_by(Decision.pk.desc()).first()
+        actions, context = list(latest.actions), dict(latest.context or {})
+    shape = {"actions": actions, "context": context}
+    arm_traffic(
+        store, APP, "intents", live, 120, p_success=0.7, seed_value=11, prefix="fresh", **shape
+    )
+    task = demo.controller.run(APP, {"policy": "intents", "force": True, "make_live": False})
+    assert task.status == "succeeded" and task.result["registered"], task.result
+    candidate = task.result["version"]
+    assert store.get_policy(APP, "intents").live_version == live  # a candidate, not live
+    manager = demo.manager
+    row = manager.start(
+        APP,
+        Actor("ops-admin", "client", APP),
+        policy="intents",
+        candidate_version=candidate,
+        min_decisions_per_step=60,
+        guardrails=CANARY_GUARDRAILS,
+        reason=CANARY_REASON,
+    )
+    arm_traffic(
+        store, APP, "intents", candidate, 70, p_success=0.74, seed_value=12, prefix="cand", **shape
+    )
+    arm_traffic(
+        store, APP, "intents", live, 260, p_success=0.72, seed_value=13, prefix="base", **shape
+    )
+    assert manager.evaluate(APP, row.id).action == "advance"
+    arm_traffic(
+        store, APP, "intents", candidate, 24, p_success=0.74, seed_value=14, prefix="cand2", **shape
+    )
+    return Canary(row.id, live, candidate)
+
+
+def test_admin_watches_a_canary_pauses_it_and_rolls_it_back(
+    tab: Session, demo: Demo, canary: Canary
+) -> None:
+    from agent_lightning.security.audit import AuditLog
+
+    _sign_in_as_admin(tab, demo)
+    tab.go("rollouts", "#rollout[data-status=running] #rollout-guardrails svg")
+    assert tab.page.get_attribute("#rollout", "data-rollout-id") == canary.id
+    head = tab.page.inner_text("#rollout .rollout-head")
+    assert f"v{canary.baseline}" in head and f"v{canary.candidate}" in head and "canary" in head
+    steps = tab.page.eval_on_selector_all(
+        "#rollout-steps li[data-state]", "els => els.map(e => [e.dataset.percent, e.dataset.state])"
+    )
+    assert steps == [["5", "done"], ["25", "current"], ["50", "pending"], ["100", "pending"]]
+    assert tab.page.inner_text("#step-decisions") == "24 / 60 decisions"
+    assert "25%" in tab.page.inner_text("#traffic-split")
+    # Decisions per arm since the start: 70 + 24 on the candidate, 260 on the baseline.
+    arms = tab.page.inner_text("#rollout-arms tr[data-row=decisions]").split()
+    assert arms[-2:] == ["260", "94"], arms
+    rows = tab.page.eval_on_selector_all(
+        "#rollout-guardrails .g-row", "els => els.map(e => [e.dataset.metric, e.dataset.decision])"
+    )
+    assert rows == [[g["metric"], "ok"] for g in CANARY_GUARDRAILS]
+    assert tab.page.locator("#rollout-guardrails .g-plot svg").count() == len(CANARY_GUARDRAILS)
+    mean = _points(tab, "#rollout-guardrails .g-row[data-metric=mean_reward] .g-plot")
+    assert mean["low"] < mean["estimate"] < mean["high"] and mean["limit"] == -0.1
+    assert tab.page.locator("#rollout-share svg").count() == 1
+    assert "automatic promotion on" in tab.text()
+    tab.shot("rollouts")
+
+    tab.page.click("#rollout-pause")
+    tab.page.fill("#reason", "hold at 25% while we look at escalations")
+    tab.page.click("#confirm")
+    tab.page.wait_for_selector("#rollout[data-status=paused]")
+    assert tab.page.inner_text("#rollout-status") == "paused"
+    assert tab.page.locator("#rollout-pause").count() == 0
+    assert tab.page.locator("#rollout-resume").count() == 1
+    tab.shot("rollouts-paused")
+
+    why = "escalations rose on the candidate"
+    tab.page.click("#rollout-rollback")
+    tab.page.click("#confirm")  # no reason: refused in the dialog
+    tab.page.wait_for_selector("dialog .error-text:has-text('Give a reason')")
+    tab.page.fill("#reason", why)
+    tab.page.click("#confirm")
+    tab.page.wait_for_selector(f"#past-rollouts li[data-rollout-id='{canary.id}']")
+    tab.page.wait_for_selector("#no-rollout")
+    past = tab.page.locator(f"#past-rollouts li[data-rollout-id='{canary.id}']")
+    assert past.get_attribute("data-status") == "rolled_back"
+    assert why in past.inner_text() and "reached 25%" in past.inner_text()
+    assert why in tab.page.inner_text("#history [data-kind=rollout_rollback]")
+    assert f"live v{canary.baseline}" in tab.page.inner_text("#live-version")
+    tab.shot("rollouts-canary-rolled-back")
+
+    row = demo.manager.get(APP, canary.id)
+    assert row.status == "rolled_back" and row.reason == why
+    assert [h["action"] for h in row.history][-2:] == ["pause", "rollback"]
+    assert demo.store.get_policy(APP, "intents").live_version == canary.baseline
+    entries = AuditLog(demo.store).entries(APP, limit=10_000)
+    (paused,) = [e for e in entries if e.action == "rollout.pause"]
+    assert paused.after["reason"].startswith("hold at 25%") and paused.actor == demo.admin[0]
+
+
+def test_admin_pauses_promotion_and_rolls_the_live_version_back(tab: Session, demo: Demo) -> None:
     from agent_lightning.security.audit import AuditLog
 
     store = demo.store
     before = store.get_policy(APP, "intents")
     parent = store.get_policy_version(APP, "intents", before.live_version).parent_version
     assert parent is not None, "the demo registered no version past the gate"
+    # The publisher's automatic-rollout option lives next to the pause: it must survive it.
+    auto = {"kind": "canary", "steps": [10, 50, 100]}
+    settings = dict(store.get_app(APP).settings or {})
+    settings["rollouts"] = {"intents": {"auto": auto}}
+    store.update_app(APP, settings=settings)
     _sign_in_as_admin(tab, demo)
-    tab.go("rollouts", "[data-policy=intents]")
-    tab.shot("rollouts")
+    tab.go("rollouts", "[data-policy=intents] #auto-rollout")
+    assert "10% → 50% → 100%" in tab.page.inner_text("#auto-rollout")
 
     tab.page.click("#pause")
     tab.page.fill("#reason", "freeze while we look at escalations")
@@ -279,8 +409,9 @@ def test_admin_pauses_and_rolls_back_with_reasons(tab: Session, demo: Demo) -> N
     tab.shot("rollouts-rolled-back")
 
     assert store.get_policy(APP, "intents").live_version == parent
-    settings = store.get_app(APP).settings["rollouts"]["intents"]
-    assert settings["paused"] is True and settings["reason"].startswith("freeze")
+    entry = store.get_app(APP).settings["rollouts"]["intents"]
+    assert entry["paused"] is True and entry["reason"].startswith("freeze")
+    assert entry["auto"] == auto  # merged into the entry, not replaced
     entries = AuditLog(store).entries(APP, limit=10_000)
     (rollback,) = [e for e in entries if e.action == "policy.set_live"]
     assert rollback.before == {"live_version": before.live_version}
@@ -288,12 +419,20 @@ def test_admin_pauses_and_rolls_back_with_reasons(tab: Session, demo: Demo) -> N
 
     tab.go("audit", "#audit tbody tr[data-action='policy.set_live']")
     tab.page.wait_for_selector("#chain .badge:has-text('chain intact')")
-    assert tab.page.locator("#audit tbody tr[data-action='rollout.pause']").count() == 1
+    assert tab.page.locator("#audit tbody tr[data-action='promotion.pause']").count() == 1
     assert "resolution dropped after the last version" in tab.page.inner_text("#audit")
     tab.shot("audit")
 
 
-def test_analyst_sees_no_controls_and_no_raw_text(tab: Session, demo: Demo) -> None:
+def test_analyst_sees_no_controls_and_no_raw_text(tab: Session, demo: Demo, canary: Canary) -> None:
+    from agent_lightning.security.audit import Actor
+
+    manager = demo.manager
+    running = manager.active(APP, "intents")
+    if running is None:  # the admin test rolled the first canary back: start another
+        running = manager.start(
+            APP, Actor("ops-admin"), policy="intents", candidate_version=canary.candidate
+        )
     tab.page.goto(demo.url + "/")
     tab.page.click("[data-mode=key]")
     tab.page.fill("#api-key", demo.analyst_key)
@@ -303,10 +442,23 @@ def test_analyst_sees_no_controls_and_no_raw_text(tab: Session, demo: Demo) -> N
     tab.page.goto(f"{demo.url}/#/audit")  # not offered, and not reachable by URL either
     tab.page.wait_for_selector("#overview-body")
 
-    tab.go("rollouts", "[data-policy=intents]")
-    for control in ("#pause", "#resume", "#rollback", "button.promote"):
+    tab.go("rollouts", "#rollout #rollout-guardrails .g-row")
+    assert tab.page.get_attribute("#rollout", "data-rollout-id") == running.id
+    controls = (
+        "#rollout-pause",
+        "#rollout-resume",
+        "#rollout-promote",
+        "#rollout-rollback",
+        "#pause",
+        "#resume",
+        "#rollback",
+        "button.promote",
+    )
+    for control in controls:
         assert tab.page.locator(control).count() == 0, control
     assert tab.page.locator("#read-only").is_visible()
+    assert tab.page.locator("#past-rollouts li").count() >= 1
+    assert "ops-admin" not in tab.page.inner_text("#rollout")  # names are for auditors
     tab.shot("analyst-rollouts")
 
     seen = []
@@ -322,12 +474,19 @@ def test_analyst_sees_no_controls_and_no_raw_text(tab: Session, demo: Demo) -> N
     assert not [raw for raw in RAW_PII for page in seen if raw in page]
     tab.shot("analyst-session")
     # The server refuses what the page hides.
+    analyst = {"Authorization": f"Bearer {demo.analyst_key}"}
     response = tab.page.request.put(
         f"{demo.url}/v1/policies/intents/live",
         data={"version": 1, "reason": "analyst"},
-        headers={"Authorization": f"Bearer {demo.analyst_key}"},
+        headers=analyst,
     )
     assert response.status == 403
+    for verb, body in (("pause", {}), ("promote", {}), ("rollback", {"reason": "analyst"})):
+        response = tab.page.request.post(
+            f"{demo.url}/v1/rollouts/{running.id}/{verb}", data=body, headers=analyst
+        )
+        assert response.status == 403, verb
+    assert manager.get(APP, running.id).status == "running"
 
 
 def test_a_new_app_gets_empty_states_that_say_what_to_do(tab: Session, demo: Demo) -> None:

@@ -10,10 +10,12 @@
 | `GET /v1/dashboard/session`             | `telemetry:read` | Analyst, Developer, Admin  |
 | `GET /v1/dashboard/audit`               | `audit:read`     | AgentAdmin                 |
 
-Everything else the browser needs (token, identity, promote / roll back, the audit chain check)
-is the platform's own REST API. Like the other components, this module does not import the
-server: the server's `authorize` dependency has already checked the caller and left the principal
-in `request.state.principal`. Every query is scoped to the principal's app.
+Everything else the browser needs (token, identity, switching the live version, the
+publisher's rollout actions `POST /v1/rollouts/{id}/pause|resume|promote|rollback`, the audit
+chain check) is the platform's own REST API, so the server's RBAC decides every change.
+Like the other components, this module does not import the server: the server's `authorize`
+dependency has already checked the caller and left the principal in `request.state.principal`.
+Every query is scoped to the principal's app.
 """
 
 from __future__ import annotations
@@ -144,7 +146,17 @@ def get_learning(
     return learning.build_learning(dashboard_data(request), principal.app_id, policy)
 
 
-@router.get("/rollouts", summary="Live and candidate versions, guardrails, promotion history")
+def _rollout_manager(request: Request) -> Any:
+    """The server's RolloutManager when the publisher is installed (its settings, e.g. the
+    guardrails' minimum sample, are then the ones the page reports); else a reader of our own."""
+    publisher = request.app.state.agl.extras.get("publisher")
+    return getattr(publisher, "manager", None)
+
+
+@router.get(
+    "/rollouts",
+    summary="Per policy: the active rollout with live guardrails, past rollouts, versions, history",
+)
 def get_rollouts(request: Request) -> dict[str, Any]:
     from agent_lightning.security.rbac import Permission
 
@@ -154,6 +166,7 @@ def get_rollouts(request: Request) -> dict[str, Any]:
         principal.app_id,
         show_actor=principal.can(Permission.AUDIT_READ),
         enforced=rollouts.pause_enforced(request.app.state.agl.controller),
+        manager=_rollout_manager(request),
     )
 
 
@@ -177,7 +190,7 @@ def put_pause(request: Request, body: PauseChange) -> dict[str, Any]:
     )
     state.audit.record(
         principal.actor,
-        "rollout.pause" if body.paused else "rollout.resume",
+        "promotion.pause" if body.paused else "promotion.resume",
         "policy",
         body.policy,
         app_id=principal.app_id,

@@ -407,3 +407,64 @@ function drawLineage(el, opts) {
   }
   el.append(h("div", { style: { overflowX: "auto" } }, svg));
 }
+
+// -- guardrail test -----------------------------------------------------------------------------
+
+/**
+ * guardrail(el, {estimate, low, high, limit, zero, regressionAbove, decision, format})
+ *
+ * One sequential test at a glance: the always-valid interval of the tested quantity (candidate
+ * minus baseline, or the candidate's own value against a threshold), the allowed limit, and the
+ * zone beyond it shaded red. The test fails once the whole interval sits inside that zone.
+ */
+export function guardrail(el, opts) {
+  return mount(el, () => drawGuardrail(el, opts));
+}
+
+function drawGuardrail(el, opts) {
+  clear(el);
+  const width = Math.max(200, el.clientWidth || 320);
+  const height = 44;
+  const m = { left: 8, right: 8, top: 6, bottom: 16 };
+  const fmt = opts.format || ((v) => v.toFixed(3));
+  const known = [opts.estimate, opts.low, opts.high, opts.limit, opts.zero ? 0 : null].filter(
+    (v) => v !== null && v !== undefined && Number.isFinite(v),
+  );
+  if (!known.length) known.push(0, 1);
+  let lo = Math.min(...known);
+  let hi = Math.max(...known);
+  const pad = (hi - lo || Math.abs(hi) || 1) * 0.12;
+  lo -= pad;
+  hi += pad;
+  const x = linear(lo, hi, m.left, width - m.right);
+  const mid = m.top + (height - m.top - m.bottom) / 2;
+  const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+  if (opts.label) svg.setAttribute("aria-label", opts.label);
+  const limit = opts.limit;
+  if (limit !== null && limit !== undefined) {
+    const zone = opts.regressionAbove
+      ? { x: x(limit), width: Math.max(0, width - m.right - x(limit)) }
+      : { x: m.left, width: Math.max(0, x(limit) - m.left) };
+    svg.append(s("rect", { ...zone, y: m.top, height: height - m.top - m.bottom, fill: "#fee2e2", class: "zone" }));
+    svg.append(s("line", { x1: x(limit), x2: x(limit), y1: m.top, y2: height - m.bottom, stroke: "#f87171", "stroke-dasharray": "3 2" }));
+    svg.append(s("text", { x: x(limit), y: height - 4, "text-anchor": "middle", class: "bad-label" }, fmt(limit)));
+  }
+  if (opts.zero) {
+    svg.append(s("line", { x1: x(0), x2: x(0), y1: m.top, y2: height - m.bottom, stroke: "#9ca3af" }));
+    if (limit === null || limit === undefined || Math.abs(x(limit) - x(0)) > 30) {
+      svg.append(s("text", { x: x(0), y: height - 4, "text-anchor": "middle" }, "0"));
+    }
+  }
+  const color = opts.decision === "regression" ? "#dc2626" : opts.decision === "ok" ? "#16a34a" : "#9ca3af";
+  if (opts.low !== null && opts.low !== undefined && opts.high !== null && opts.high !== undefined) {
+    svg.append(s("line", { x1: x(opts.low), x2: x(opts.high), y1: mid, y2: mid, stroke: color, "stroke-width": 6, "stroke-linecap": "round", "stroke-opacity": 0.45 }));
+  }
+  if (opts.estimate !== null && opts.estimate !== undefined) {
+    const dot = s("circle", { cx: x(opts.estimate), cy: mid, r: 5, fill: color, stroke: "#fff", "stroke-width": 1.5 });
+    const interval = opts.low === null || opts.low === undefined ? "" : ` [${fmt(opts.low)}, ${fmt(opts.high)}]`;
+    dot.append(s("title", {}, `${opts.label || "estimate"}: ${fmt(opts.estimate)}${interval}`));
+    svg.append(dot);
+  }
+  el.append(svg);
+  el.dataset.points = JSON.stringify({ estimate: opts.estimate, low: opts.low, high: opts.high, limit: opts.limit, decision: opts.decision });
+}
