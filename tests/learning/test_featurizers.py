@@ -90,3 +90,22 @@ def test_minilm_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AGL_CACHE_DIR", str(tmp_path))
     MiniLMFeaturizer().transform(["hello there"])
     assert list(tmp_path.rglob("*.f32"))
+
+
+def test_stopwords_option_and_row_memo():
+    plain, lean = HashingFeaturizer(), HashingFeaturizer(stopwords=True)
+    assert "w:my" in plain._counts("my card") and "w:my" not in lean._counts("my card")
+    assert "w:not" in lean._counts("it has not arrived")  # negations are kept
+    X1 = plain.transform(["my card hasn't arrived"])
+    X2 = plain.transform(["my card hasn't arrived"])  # memoised row, same values
+    np.testing.assert_array_equal(X1.toarray(), X2.toarray())
+    assert (X1 != lean.transform(["my card hasn't arrived"])).nnz > 0
+
+
+def test_old_policy_files_keep_their_features():
+    from agent_lightning.learning.policy import _upgrade_featurizer_config
+
+    old = {"kind": "hashing", "n_features": 1024, "word_ngrams": 2, "char_ngrams": [3, 5],
+           "char_weight": 1.0, "stem": True}  # fmt: skip
+    upgraded = make_featurizer(_upgrade_featurizer_config(old))
+    assert upgraded.stopwords is False and upgraded.word_weight == 1.0

@@ -46,9 +46,11 @@ def small_banking77():
 def test_small_benchmark_learns_beyond_zero_shot(small_banking77):
     train, test = small_banking77
     seen = []
+    # 400 interactions hold out only 40 decisions: let the gate judge on 10 (default 30).
     res = run_intent_benchmark(
         train, test, feedback="bandit", seed=0, retrain_every=25, window=100,
         progress=lambda done, total: seen.append((done, total)),
+        backend_options={"min_eval": 10},
     )  # fmt: skip
     assert res.interactions == len(train) == 400
     assert len(res.online_windows) == 4
@@ -62,7 +64,7 @@ def test_small_benchmark_learns_beyond_zero_shot(small_banking77):
 
 def test_correction_feedback_learns_faster_than_bandit(small_banking77):
     train, test = small_banking77
-    kw = dict(seed=1, retrain_every=25, window=100, ceiling=False)
+    kw = dict(seed=1, retrain_every=25, window=100, ceiling=False, backend_options={"min_eval": 10})
     bandit = run_intent_benchmark(train, test, feedback="bandit", **kw)
     correction = run_intent_benchmark(train, test, feedback="correction", **kw)
     # A correction labels every mistake, so live resolution climbs faster.
@@ -88,7 +90,7 @@ def test_benchmark_validates_arguments():
 
 
 def test_in_process_backend_protocol_and_versioned_learning():
-    backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=50)
+    backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=50, min_eval=10)
     assert isinstance(backend, DecisionBackend)
     frozen = backend.live
     promoted = []
@@ -109,8 +111,9 @@ def test_in_process_backend_protocol_and_versioned_learning():
 
 
 def test_gate_rejects_a_candidate_that_is_not_better():
-    # Random rewards: nothing to learn, so after the first version no candidate is
-    # significantly better than the live one.
+    # Random rewards: nothing to learn, so most candidates must be refused. Not all: with
+    # near-greedy logging, doubly robust leans on the candidate's own reward model, which is
+    # optimistic about the actions it prefers (a known weakness, see the report).
     backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=100)
     rng = np.random.default_rng(0)
     for ctx, _ in make_examples(1000, seed=5):
@@ -118,8 +121,25 @@ def test_gate_rejects_a_candidate_that_is_not_better():
         backend.reward(decision_id, float(rng.random() < 0.5))
         backend.maybe_learn()
     promoted = [h["promoted"] for h in backend.history]
-    assert promoted[0] is True
-    assert sum(promoted[1:]) <= 2
+    assert len(promoted) == 10 and sum(promoted) <= 3
+    # Too little held-out evidence: the gate says so instead of guessing.
+    assert "at least 30" in backend.history[0]["reason"] and not promoted[0]
+
+
+def test_gate_promotes_a_clearly_better_candidate_and_first_if_asked():
+    examples = make_examples(600, seed=6)
+
+    def run(**kw):
+        backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=100, **kw)
+        for ctx, label in examples:
+            decision_id, action_id, _ = backend.decide(ctx, ACTIONS)
+            backend.reward(decision_id, float(action_id == label), correct_action_id=label)
+            backend.maybe_learn()
+        return [h["promoted"] for h in backend.history]
+
+    gated = run()
+    assert any(gated) and not gated[0]  # the first task has 10 held-out rows: too few
+    assert run(promote_first=True)[0] is True
 
 
 def test_uniform_policy_backend_never_learns():

@@ -31,6 +31,7 @@ class PlatformBackend:
         retrain_every: int = 250,
         seed: int = 0,
         learn_settings: LearnSettings = LearnSettings(),
+        reward_batch: int = 100,
     ) -> None:
         from agent_lightning.learning import make_policy
 
@@ -77,6 +78,12 @@ class PlatformBackend:
         )
         self._since_learn = 0
         self.tasks: list[dict[str, Any]] = []
+        # Rewards are sent in batches, as the SDK's buffered mode does (`POST /v1/rewards`
+        # takes a list): every batch goes through the same validation and is committed before
+        # `flush` returns, and a learning task always starts after a flush, so it sees every
+        # reward given so far.
+        self.reward_batch = max(1, int(reward_batch))
+        self._rewards: list[dict[str, Any]] = []
 
     @staticmethod
     def _actions(actions: Sequence[Any]) -> list[ActionIn]:
@@ -104,16 +111,27 @@ class PlatformBackend:
         if correct_action_id is not None:
             record["correct_action_id"] = correct_action_id
             record["source"] = "human_correction"
-        result = self.pipeline.ingest_rewards(self.app_id, [record])
-        if result.rejected:
-            raise RuntimeError(result.rejected[0].message)
+        self._rewards.append(record)
         self._since_learn += 1
+        if len(self._rewards) >= self.reward_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the buffered rewards (one batch through the ingestion pipeline)."""
+        batch, self._rewards = self._rewards, []
+        for start in range(0, len(batch), self.pipeline.max_batch):
+            result = self.pipeline.ingest_rewards(
+                self.app_id, batch[start : start + self.pipeline.max_batch]
+            )
+            if result.rejected:
+                raise RuntimeError(result.rejected[0].message)
 
     def maybe_learn(self) -> int | None:
         """Run a learning task every `retrain_every` rewards; the new live version, if any."""
         if self._since_learn < self.retrain_every:
             return None
         self._since_learn = 0
+        self.flush()
         task = self.controller.run(
             self.app_id, {"task": "learn", "policy": self.policy_name}, actor=self.actor
         )
@@ -126,11 +144,17 @@ class PlatformBackend:
 
     def predict(self, context: dict[str, Any], actions: Sequence[Any]) -> str:
         """Greedy choice of the live version, not logged (for measuring accuracy)."""
-        return self.live_policy().greedy(context, list(actions))
+        return self.predict_many([context], actions)[0]
+
+    def predict_many(self, contexts: Sequence[dict[str, Any]], actions: Sequence[Any]) -> list[str]:
+        """`predict` for many contexts at once (one load of the live version, batched scoring)."""
+        self.flush()
+        return list(self.live_policy().greedy_many(list(contexts), list(actions)))
 
     def live_policy(self) -> Any:
         policy = self.store.get_policy(self.app_id, self.policy_name)
         return self.decisions.load_version(policy, policy.live_version)
 
     def versions(self) -> list[PolicyVersion]:
+        self.flush()
         return self.store.list_policy_versions(self.app_id, self.policy_name, limit=1000).items

@@ -5,11 +5,18 @@ A learning task, for one policy:
 1. starts from the live version (or, for a policy with none yet, from its spec's warm start);
 2. reads the decisions logged since the data that version was trained on, joined with their
    rewards (the store applies the app's wait window, default reward and aggregation);
-3. trains a candidate on the older part and evaluates it off-policy on the newer part against
-   the live version, with the logged propensities;
-4. registers an immutable version (lineage: parent, data range, data hash, metrics) only when the
-   candidate's lower confidence bound beats the live version's estimate — or the operator forced
-   it — and then lets the candidate learn the held-out part too.
+3. holds out every `holdout_every`-th decision (by its sequence number, so every process and
+   every retry makes the same split) and trains a candidate on the rest;
+4. evaluates candidate and live version off-policy (doubly robust, paired, with the logged
+   propensities) on the newest `eval_window` held-out decisions, which neither of them learned
+   from, with `learning.ope.gate`: the same rule as the library's `InProcessBackend`, so the
+   platform and the library report comparable figures;
+5. registers an immutable version (lineage: parent, data range, data hash, metrics) only when
+   the lower confidence bound of the difference is above zero — or the operator forced it.
+   Held-out decisions that leave the evaluation window are learned by the next candidate, so
+   holding out delays data, it does not waste it.
+
+A task that fails leaves the live version untouched and records why in the task record.
 
 Tasks run on a worker thread; the serving path never waits for them (it keeps answering from the
 live version, which is immutable). Triggers: `submit` (the API and SDK), `run` (the CLI, tests),
@@ -24,7 +31,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +57,19 @@ class TaskError(Exception):
 
 @dataclass(frozen=True)
 class LearnSettings:
-    # The gate evaluates candidate and live on the most recent settled decisions of the point.
-    eval_window: int = 2000
-    min_eval: int = 50  # fewer settled decisions than this: the gate cannot pass (unless forced)
-    confidence: float = 0.95
+    """The gate's rules (see the module docstring); defaults match `InProcessBackend`'s."""
+
+    holdout_every: int = 10  # every Nth settled decision is held out of training for the gate
+    eval_window: int = 300  # the newest held-out decisions the gate evaluates on
+    min_eval: int = 30  # fewer held-out decisions than this: the gate cannot pass (unless forced)
+    confidence: float = 0.95  # two-sided level of the interval whose lower bound must be > 0
     estimator: str = "dr"  # ips | snips | dm | dr (see learning.ope)
+
+    def __post_init__(self) -> None:
+        if self.holdout_every < 2:
+            raise ValueError("holdout_every must be >= 2")
+        if self.eval_window < 1 or self.min_eval < 1:
+            raise ValueError("eval_window and min_eval must be >= 1")
 
 
 def data_hash(examples: list[TrainingExample]) -> str:
@@ -116,8 +130,13 @@ class LearningController:
         poll_seconds: float = 5.0,
         on_version: Any = None,
         version_cache: Any = None,
+        rollouts: Any = None,
     ) -> None:
         self.store = store
+        # The UpdatePublisher's hooks (`publisher.service.ControllerRollouts`), or None: while a
+        # rollout of a policy is active, new versions wait as candidates instead of going live;
+        # with `settings.rollouts.<policy>.auto`, a new version starts its own canary.
+        self.rollouts = rollouts
         self.audit = audit
         self.settings = settings
         self.every_decisions = every_decisions
@@ -129,7 +148,7 @@ class LearningController:
         # once per process, and a version this controller just trained is never deserialised.
         self.version_cache = version_cache
         self._action_cache: dict[tuple, tuple] = {}
-        self._windows: dict[tuple[str, str], tuple[int, deque]] = {}
+        self._windows: dict[tuple[str, str], tuple[int, list[tuple[int, Any]]]] = {}
         self._queue: queue.Queue[tuple[str, str, dict, Actor] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -326,23 +345,44 @@ class LearningController:
                 "registered": False,
                 "reason": "no new settled decisions since the live version",
             }
-        logged = [self._logged(e) for e in examples]
-        held = self._evaluation_window(app_id, policy, after_pk, examples, logged)
-        metrics, passed, candidate = self._train_and_gate(parent, logged, held)
+        every = self.settings.holdout_every
+        train: list[Any] = []
+        held_new: list[tuple[int, Any]] = []
+        for example in examples:
+            pk = example.decision.pk
+            if pk % every == 0:
+                held_new.append((pk, self._logged(example)))
+            else:
+                train.append(self._logged(example))
+        window = self._held_out_window(app_id, policy, after_pk)
+        pool = window + held_new
+        overflow = max(0, len(pool) - self.settings.eval_window)
+        graduated, evaluation = pool[:overflow], pool[overflow:]
+        training = [logged for _, logged in graduated] + train
+        metrics, passed, candidate = self._train_and_gate(
+            parent, training, [logged for _, logged in evaluation]
+        )
+        metrics.update(held_out=len(held_new), graduated=len(graduated))
         # An operator can pause automatic promotion (dashboard → Rollouts): then a passing
         # candidate is registered but waits for a person to promote it.
         rollouts = (self.store.get_app(app_id).settings or {}).get("rollouts") or {}
         if make_live and (rollouts.get(policy_name) or {}).get("paused"):
             make_live = False
+        via_rollout = False
+        if make_live and self.rollouts is not None:
+            route = self.rollouts.route(app_id, policy_name)
+            via_rollout = route == "rollout"
+            make_live = route == "live"
         registered = passed or force
         if not registered:
             return {
                 **base,
                 "registered": False,
                 "metrics": metrics,
-                "reason": "the candidate's lower confidence bound does not beat the live "
-                "version; more data may change that",
+                "reason": metrics["gate"]["reason"],
             }
+        # The new version's data ends at `last_pk`: remember the evaluation window as of there.
+        self._windows[(app_id, policy.name)] = (last_pk, evaluation)
         version = self._register(
             policy,
             parent_row,
@@ -355,11 +395,16 @@ class LearningController:
             force,
             actor,
         )
+        rollout_id = None
+        if via_rollout:
+            started = self.rollouts.start(app_id, policy_name, version.version)
+            rollout_id = getattr(started, "id", None)
         return {
             **base,
             "registered": True,
             "version": version.version,
             "live": make_live,
+            "rollout": rollout_id,
             "forced": force and not passed,
             "metrics": metrics,
         }
@@ -367,73 +412,62 @@ class LearningController:
     def _logged(self, example: TrainingExample) -> Any:
         return to_logged(example, self._action_cache)
 
-    def _evaluation_window(
-        self, app_id: str, policy: Policy, after_pk: int, examples: list, logged: list
-    ) -> list[Any]:
-        """The newest `eval_window` settled decisions, this task's included.
+    def _held_out_window(self, app_id: str, policy: Policy, after_pk: int) -> list[tuple[int, Any]]:
+        """Held-out decisions up to `after_pk` that no version learned yet, oldest first.
 
         Kept in memory between tasks of the same policy (tasks run one at a time per policy);
-        read from the store when the memory does not continue exactly where this task starts
-        (first task, restart, another process trained in between).
+        read from the store when the memory does not end exactly where this task starts (first
+        task, restart, another process trained in between).
         """
         key = (app_id, policy.name)
         window = self._windows.get(key)
-        if window is None or window[0] != after_pk:
-            recent, _ = self.store.training_examples(
-                app_id, policy.decision_point, newest=self.settings.eval_window, upto_pk=after_pk
-            )
-            items = deque((self._logged(e) for e in recent), maxlen=self.settings.eval_window)
-        else:
-            items = window[1]
-        items.extend(logged)
-        last_pk = examples[-1].decision.pk if examples else after_pk
-        self._windows[key] = (last_pk, items)
-        return list(items)
+        if window is not None and window[0] == after_pk:
+            return list(window[1])
+        if after_pk <= 0:
+            return []
+        every, size = self.settings.holdout_every, self.settings.eval_window
+        recent, _ = self.store.training_examples(
+            app_id, policy.decision_point, newest=size * every, upto_pk=after_pk
+        )
+        held = [(e.decision.pk, self._logged(e)) for e in recent if e.decision.pk % every == 0]
+        held = held[-size:]
+        self._windows[key] = (after_pk, held)
+        return list(held)
 
     def _train_and_gate(
-        self, parent: Any, logged: list[Any], held: list[Any]
+        self, parent: Any, training: list[Any], held: list[Any]
     ) -> tuple[dict, bool, Any]:
-        """Train on the new data; pass only if the paired off-policy difference is positive.
+        """Train a clone of `parent` on `training`; gate it against `parent` on `held`.
 
-        `held` is the evaluation window: the most recent settled decisions, with the
-        propensities of whichever version logged them. The gate asks for the lower confidence
-        bound of (candidate - live) to be above zero.
+        `held` holds settled decisions neither version learned from, with the propensities of
+        whichever version logged them (see `learning.ope.gate`).
         """
         from agent_lightning.learning import ope
 
         candidate = parent.clone()
-        candidate.learn(logged)
-        metrics: dict[str, Any] = {"trained_on": len(logged), "evaluated_on": len(held)}
-        if len(held) < self.settings.min_eval:
-            metrics["gate"] = {
-                "passed": False,
-                "reason": f"fewer than {self.settings.min_eval} settled decisions to evaluate on",
-            }
-            return metrics, False, candidate
-        report = ope.evaluate(
+        candidate.learn(training)
+        decision = ope.gate(
             candidate,
+            parent,
             held,
-            baseline=parent,
             estimator=self.settings.estimator,
             level=self.settings.confidence,
+            min_eval=self.settings.min_eval,
         )
-        diff = report["difference"]
-        metrics["ope"] = {
-            "estimator": report["estimator"],
-            "n": report["n"],
-            "candidate": report["candidate"].to_dict() if report["candidate"] else None,
-            "live": report["baseline"].to_dict() if report["baseline"] else None,
-            "difference": diff.to_dict() if diff else None,
+        metrics: dict[str, Any] = {
+            "trained_on": len(training),
+            "evaluated_on": decision.n,
+            "gate": decision.to_dict(),
         }
-        passed = diff is not None and diff.ci_low > 0.0
-        metrics["gate"] = {
-            "estimator": report["estimator"],
-            "candidate_value": report["candidate"].value if report["candidate"] else None,
-            "live_value": report["baseline"].value if report["baseline"] else None,
-            "difference_ci_low": diff.ci_low if diff else None,
-            "passed": passed,
-        }
-        return metrics, passed, candidate
+        if decision.difference is not None:
+            metrics["ope"] = {
+                "estimator": decision.estimator,
+                "n": decision.n,
+                "candidate": decision.candidate.to_dict() if decision.candidate else None,
+                "live": decision.live.to_dict() if decision.live else None,
+                "difference": decision.difference.to_dict(),
+            }
+        return metrics, decision.passed, candidate
 
     def _register(
         self,

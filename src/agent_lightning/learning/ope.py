@@ -252,3 +252,82 @@ def evaluate(
             out["baseline"] = _mean_estimate(b_terms, level, _ess(b_w))
             out["difference"] = _mean_estimate(c_terms - b_terms, level, _ess(c_w))
     return out
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a candidate may replace the live version, with the evidence and the reason."""
+
+    passed: bool
+    reason: str
+    n: int
+    estimator: str
+    level: float
+    candidate: Estimate | None = None
+    live: Estimate | None = None
+    difference: Estimate | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (task records, version metrics)."""
+        return {
+            "passed": self.passed,
+            "reason": self.reason,
+            "estimator": self.estimator,
+            "level": self.level,
+            "evaluated_on": self.n,
+            "candidate_value": self.candidate.value if self.candidate else None,
+            "live_value": self.live.value if self.live else None,
+            "difference": self.difference.value if self.difference else None,
+            "difference_ci_low": self.difference.ci_low if self.difference else None,
+            "difference_ci_high": self.difference.ci_high if self.difference else None,
+            "ess": self.difference.ess if self.difference else None,
+        }
+
+
+def gate(
+    candidate: _Scorable,
+    live: _Scorable,
+    held_out: Sequence[LoggedDecision],
+    *,
+    estimator: str = "dr",
+    level: float = 0.95,
+    min_eval: int = 30,
+) -> GateDecision:
+    """The promotion rule, shared by the library's backend and the LearningController.
+
+    `held_out` must be logged decisions that neither version learned from (held out of
+    training, e.g. every 10th decision): evaluated in-sample, a candidate always looks better
+    than it is. The candidate passes when the lower bound of the paired difference
+    `candidate - live` (two-sided interval at `level`) is above zero, judged on at least
+    `min_eval` rewarded decisions.
+    """
+    rows = [ex for ex in held_out if ex.observed_reward is not None]
+    if len(rows) < min_eval:
+        return GateDecision(
+            False,
+            f"only {len(rows)} held-out rewarded decisions to evaluate on; the gate needs "
+            f"at least {min_eval}",
+            len(rows),
+            estimator,
+            level,
+        )
+    report = evaluate(candidate, rows, baseline=live, estimator=estimator, level=level)
+    diff = report["difference"]
+    passed = diff is not None and bool(diff.ci_low > 0.0)
+    if passed:
+        reason = (
+            f"the candidate beats the live version on {len(rows)} held-out decisions: "
+            f"{estimator} difference {diff.value:+.4f}, {level:.0%} interval from "
+            f"{diff.ci_low:+.4f}"
+        )
+    else:
+        low = f"{diff.ci_low:+.4f}" if diff is not None else "n/a"
+        reason = (
+            f"the candidate's lower confidence bound does not beat the live version on "
+            f"{len(rows)} held-out decisions ({estimator} difference interval from {low}); "
+            "more data may change that"
+        )
+    return GateDecision(
+        passed, reason, len(rows), estimator, level,
+        report["candidate"], report["baseline"], diff,
+    )  # fmt: skip

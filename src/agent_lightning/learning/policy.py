@@ -26,7 +26,12 @@ from scipy import sparse
 from agent_lightning.learning import _serialize
 from agent_lightning.learning.errors import PolicyFormatError, SpecError
 from agent_lightning.learning.exploration import Exploration, Greedy, make_exploration
-from agent_lightning.learning.featurizers import Featurizer, action_text, make_featurizer
+from agent_lightning.learning.featurizers import (
+    Featurizer,
+    HashingFeaturizer,
+    action_text,
+    make_featurizer,
+)
 from agent_lightning.learning.learners import Learner, make_learner
 from agent_lightning.learning.types import (
     Action,
@@ -144,6 +149,13 @@ def _dot_rows(X, AT) -> np.ndarray:
     if sparse.issparse(out):
         out = out.toarray()
     return np.asarray(out, dtype=np.float64)
+
+
+def _upgrade_featurizer_config(config: Any) -> Any:
+    """A saved featurizer config, with the values older releases implied for newer keys."""
+    if isinstance(config, Mapping) and config.get("kind") == HashingFeaturizer.name:
+        return {**HashingFeaturizer.LEGACY, **config}
+    return config
 
 
 class Policy:
@@ -387,6 +399,7 @@ class Policy:
             raise PolicyFormatError(f"the policy data has an unknown kind {kind!r}")
         try:
             params = dict(meta["params"])
+            params["featurizer"] = _upgrade_featurizer_config(params.get("featurizer"))
             if params.get("warm_start") == "rules" and rules is None:
                 raise PolicyFormatError(
                     "this policy was warm-started from rules; pass rules=... to from_bytes()"

@@ -5,9 +5,12 @@ an intent, a simulated customer rewards 1 ("resolved") only when it is the right
 `feedback="correction"` a wrong answer also reveals the right intent). Learning happens the way
 the product does it: the live version is frozen; every `retrain_every` rewards a learning task
 clones it, trains the clone on the decisions the live version has not learned from, evaluates
-the candidate off-policy against the live version on recent held-out logs (every
-`holdout_every`-th reward, which neither version trained on), and promotes it only when the
-lower confidence bound of its (paired) improvement is above zero, or when it is the first one.
+the candidate off-policy against the live version on the newest `eval_window` held-out logs
+(every `holdout_every`-th reward, which neither version trained on; older held-out rows are
+learned), and promotes it only when `learning.ope.gate` passes: the lower confidence bound of
+the paired doubly robust improvement is above zero, on at least `min_eval` rows. The
+`LearningController` applies the same rule with the same defaults, so the platform path and the
+library report comparable figures.
 
 Everything goes through a `DecisionBackend`, a four-method protocol, so the same benchmark can
 run in-process (`InProcessBackend`) or against a deployed server.
@@ -26,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from agent_lightning.learning.errors import SpecError
-from agent_lightning.learning.ope import evaluate
+from agent_lightning.learning.ope import gate
 from agent_lightning.learning.policy import Policy, UniformPolicy, make_policy
 from agent_lightning.learning.types import Action, Context, LoggedDecision
 
@@ -47,7 +50,11 @@ class DecisionBackend(Protocol):
         """Run a learning task if one is due; return the newly promoted version or None."""
 
     def predict(self, context: Context, actions: Sequence[Action]) -> str:
-        """Greedy choice of the live version, not logged (for evaluation)."""
+        """Greedy choice of the live version, not logged (for evaluation).
+
+        A backend may also offer `predict_many(contexts, actions) -> list[str]`, the same for
+        a batch; the benchmark uses it when present.
+        """
 
 
 @dataclass
@@ -66,9 +73,10 @@ class InProcessBackend:
         eval_window: int = 300,
         holdout_every: int = 10,
         estimator: str = "dr",
-        level: float = 0.9,
-        promote_first: bool = True,
+        level: float = 0.95,
+        promote_first: bool = False,
         gate: bool = True,
+        min_eval: int = 30,
     ) -> None:
         if retrain_every < 1:
             raise SpecError("retrain_every must be >= 1")
@@ -79,6 +87,7 @@ class InProcessBackend:
         self.holdout_every = int(holdout_every)
         self.estimator = estimator
         self.level = float(level)
+        self.min_eval = int(min_eval)
         self.promote_first = bool(promote_first)
         self.gate = bool(gate)  # False promotes every candidate (for ablations only)
         self.live = policy
@@ -143,18 +152,20 @@ class InProcessBackend:
         candidate = self.live.clone()
         candidate.learn(new)
         recent = [self._rewarded[i] for i in evaluation]
-        report = evaluate(candidate, recent, baseline=self.live, estimator=self.estimator,
-                          level=self.level)  # fmt: skip
-        diff = report["difference"]
+        verdict = gate(
+            candidate, self.live, recent, estimator=self.estimator, level=self.level,
+            min_eval=self.min_eval,
+        )  # fmt: skip
         first = self.promote_first and not self._promoted_any
-        promote = first or not self.gate or (diff is not None and diff.ci_low > 0.0)
+        promote = first or not self.gate or verdict.passed
         entry = {
             "rewards": len(self._rewarded),
             "trained_on": len(new),
-            "candidate": report["candidate"].value if report["candidate"] else None,
-            "live": report["baseline"].value if report["baseline"] else None,
-            "diff_low": diff.ci_low if diff else None,
+            "candidate": verdict.candidate.value if verdict.candidate else None,
+            "live": verdict.live.value if verdict.live else None,
+            "diff_low": verdict.difference.ci_low if verdict.difference else None,
             "promoted": promote,
+            "reason": verdict.reason,
         }
         self.history.append(entry)
         if not promote:
@@ -234,6 +245,20 @@ def _accuracy(policy: Policy, data: Sequence[tuple[str, str]], actions: list[Act
     return float(np.mean([p == y for p, (_, y) in zip(preds, data, strict=True)]))
 
 
+def _backend_accuracy(
+    backend: DecisionBackend, data: Sequence[tuple[str, str]], actions: list[Action]
+) -> float:
+    if not data:
+        return float("nan")
+    contexts = [{"text": t} for t, _ in data]
+    many = getattr(backend, "predict_many", None)
+    if callable(many):
+        preds = list(many(contexts, actions))
+    else:
+        preds = [backend.predict(c, actions) for c in contexts]
+    return float(np.mean([p == y for p, (_, y) in zip(preds, data, strict=True)]))
+
+
 def supervised_ceiling(
     policy: Policy, train: Sequence[tuple[str, str]], test: Sequence[tuple[str, str]]
 ) -> float:
@@ -295,7 +320,7 @@ def run_intent_benchmark(
         )
         zero_shot = _accuracy(policy, test, actions)
     else:
-        zero_shot = float(np.mean([backend.predict({"text": t}, actions) == y for t, y in test]))
+        zero_shot = _backend_accuracy(backend, test, actions)
 
     rewards: list[float] = []
     for step, (text, label) in enumerate(stream):
@@ -312,7 +337,7 @@ def run_intent_benchmark(
         learned = _accuracy(backend.live, test, actions)
         versions = len(backend.versions)
     else:
-        learned = float(np.mean([backend.predict({"text": t}, actions) == y for t, y in test]))
+        learned = _backend_accuracy(backend, test, actions)
         versions = int(getattr(backend, "versions_registered", 0))
     r = np.asarray(rewards)
     windows = [float(r[i : i + window].mean()) for i in range(0, len(r) - window + 1, window)]

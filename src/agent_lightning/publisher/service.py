@@ -79,4 +79,37 @@ def start_evaluator(state: Any, every_seconds: float | None = None) -> RolloutEv
     return publisher.evaluator
 
 
-__all__ = ["ChangeFeed", "Publisher", "install_publisher", "start_evaluator"]
+class ControllerRollouts:
+    """How the learning controller hands a freshly learned version to the publisher."""
+
+    def __init__(self, store: Any, audit: Any, manager: RolloutManager) -> None:
+        self.store = store
+        self.audit = audit
+        self.manager = manager
+
+    def route(self, app_id: str, policy_name: str) -> str:
+        """ "candidate" while a rollout is active (live must not move under it), "rollout" when
+        the app asks for automatic canaries, else "live" (the gate's verdict is enough)."""
+        from agent_lightning.publisher.rollouts import auto_rollout_config
+
+        if self.manager.active(app_id, policy_name) is not None:
+            return "candidate"
+        if auto_rollout_config(self.store, app_id, policy_name) is not None:
+            return "rollout"
+        return "live"
+
+    def start(self, app_id: str, policy_name: str, version: int) -> Any:
+        from agent_lightning.publisher.rollouts import auto_rollout
+
+        return auto_rollout(
+            self.store, self.audit, app_id, policy_name, version, manager=self.manager
+        )
+
+
+__all__ = [
+    "ChangeFeed",
+    "ControllerRollouts",
+    "Publisher",
+    "install_publisher",
+    "start_evaluator",
+]

@@ -29,8 +29,16 @@ def with_components(settings: Settings, store: Store | None = None) -> ServerSta
         state.audit,
         on_version=lambda app_id, _name, _version: state.decisions.invalidate(app_id),
         version_cache=state.decisions,
+        rollouts=_controller_rollouts(state),
     )
     state.controller = controller
     state.extras.setdefault("on_startup", []).append(controller.start)
     state.extras.setdefault("on_shutdown", []).append(controller.stop)
     return state
+
+
+def _controller_rollouts(state: ServerState):
+    from agent_lightning.publisher.service import ControllerRollouts, install_publisher
+
+    publisher = install_publisher(state)  # idempotent: create_app installs the same one
+    return ControllerRollouts(state.store, state.audit, publisher.manager)
