@@ -7,6 +7,7 @@ real HTTP with unmodified client libraries, then read back the spans the gateway
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,14 @@ class Harness:
         return list(list_spans(self.state.store, app_id, session_id=session_id))
 
     def span(self, span_id: str, app_id: str = "acme") -> Any:
-        found = [s for s in self.spans(app_id) if s.id == span_id]
+        # The gateway hands a span to the writer after the last byte is sent, so a client that
+        # has already seen the end (or an error) may ask a moment before it is queued: poll.
+        deadline = time.monotonic() + 10
+        while True:
+            found = [s for s in self.spans(app_id) if s.id == span_id]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert found, f"span {span_id} not stored"
         return found[0]
 
