@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent_lightning._yaml import YamlSyntaxError, parse_yaml, validation_problems
 
 ENV_VAR = "AGL_RUNTIME_CONFIG"
 DEFAULT_PATH = Path("runtimes") / "runtime.yaml"
@@ -232,41 +233,12 @@ def load_runtime_config(path: str | os.PathLike[str] | None = None) -> RuntimeCo
 
 def parse_runtime_config(text: str, source: str = "runtime.yaml") -> RuntimeConfig:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RuntimeConfigError(f"{where}: not valid YAML: {problem}") from None
+        data, node = parse_yaml(text, source)
+    except YamlSyntaxError as exc:
+        raise RuntimeConfigError(str(exc)) from None
     if not isinstance(data, Mapping):
         raise RuntimeConfigError(f"{source}: expected a mapping with a `runtimes` section")
     try:
         return RuntimeConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False, include_input=False):
-            loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function"))]
-            line = _line_of(node, loc)
-            where = f"{source}:{line}" if line else source
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            problems.append(f"{where}: {field}: {error['msg']}")
-        raise RuntimeConfigError("; ".join(problems)) from None
-
-
-def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
-    """The 1-based line of the deepest node along `loc` that exists in the YAML."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == str(part)), None)
-            if child is None:  # a missing key: point at the mapping that lacks it
-                break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            child = node.value[part] if part < len(node.value) else None
-        if child is None:
-            break
-        node = child
-        line = node.start_mark.line + 1
-    return line
+        raise RuntimeConfigError("; ".join(validation_problems(exc, node, source))) from None
