@@ -159,6 +159,8 @@ def test_offline_runtime_queues_and_every_event_arrives_exactly_once(tmp_path: P
 
         server = start(serve, base_env, "server-2", f"{server_url}/v1/health")  # the server is back
         wait_for(lambda: status()["pending"] == 0, 30, "the queue to drain")
+        # The outbox and the policy sync notice the server on their own schedules.
+        wait_for(lambda: status()["server_reachable"] is True, 30, "the runtime to see it back")
         final = status()
         assert final["outbox"]["rejected"] == 0 and final["server_reachable"] is True
     finally:
