@@ -114,6 +114,62 @@ def test_bandit_reward_only_moves_the_taken_action():
             assert s[a.id] == pytest.approx(before[a.id])
 
 
+# Words of every intent, so that every action has a non-zero prior score to push down.
+MIXED = "new card pin, top up money, exchange rate, close account"
+
+
+def _ranked(policy, ctx):
+    scores = policy.decide(ctx, ACTIONS).scores
+    return sorted(scores, key=scores.get, reverse=True), scores
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_a_correction_pushes_down_the_top_ranked_wrong_actions(k):
+    p = make_policy({"exploration": "greedy", "hard_negatives": k})
+    ctx = {"text": MIXED}
+    ranking, before = _ranked(p, ctx)
+    chosen, right = ranking[0], ranking[-1]  # the worst-ranked one is the right answer
+    log = LoggedDecision(ctx, tuple(ACTIONS), chosen, 1.0, 0.0, right)
+    _, after = _ranked(p.clone().learn([log]), ctx)
+    negatives = ranking[1 : 1 + k]  # the highest-ranked others, skipping the chosen one
+    for a in ACTIONS:
+        if a.id in negatives or a.id == chosen:
+            assert after[a.id] < before[a.id], a.id
+        elif a.id == right:
+            assert after[a.id] > before[a.id]
+        else:
+            assert after[a.id] == pytest.approx(before[a.id]), a.id
+
+
+def test_one_right_action_reads_a_success_as_a_label():
+    ctx = {"text": MIXED}
+    plain = make_policy({"exploration": "greedy", "hard_negatives": 2})
+    ranking, before = _ranked(plain, ctx)
+    log = LoggedDecision(ctx, tuple(ACTIONS), ranking[0], 1.0, 1.0)
+    # A plain bandit reward says nothing about the other actions...
+    _, after = _ranked(plain.clone().learn([log]), ctx)
+    assert all(after[a] == pytest.approx(before[a]) for a in ranking[1:])
+    # ...but when exactly one action can be right, a success rules out the runners-up.
+    single = make_policy({"exploration": "greedy", "hard_negatives": 2, "one_right_action": True})
+    _, after = _ranked(single.clone().learn([log]), ctx)
+    assert after[ranking[1]] < before[ranking[1]] and after[ranking[2]] < before[ranking[2]]
+    assert after[ranking[3]] == pytest.approx(before[ranking[3]])
+    # A failure is not a label, even then.
+    failed = LoggedDecision(ctx, tuple(ACTIONS), ranking[0], 1.0, 0.0)
+    _, after = _ranked(single.clone().learn([failed]), ctx)
+    assert all(after[a] == pytest.approx(before[a]) for a in ranking[1:])
+
+
+def test_hard_negative_settings_are_validated_and_saved():
+    for bad in (-1, 65, "3", True):
+        with pytest.raises(SpecError, match="hard_negatives"):
+            make_policy({"hard_negatives": bad})
+    p = make_policy({"hard_negatives": 5, "one_right_action": True})
+    q = Policy.from_bytes(p.to_bytes())
+    assert (q.hard_negatives, q.one_right_action) == (5, True)
+    assert make_policy().hard_negatives == 3  # the product default
+
+
 def test_apprentice_imitates_rules_then_learns_where_they_are_wrong():
     def rules(context, actions):
         return "terminate_account" if "close" in context.get("text", "") else "card_arrival"

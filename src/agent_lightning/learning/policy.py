@@ -7,6 +7,9 @@ learner (residual reward per action) and an exploration strategy (scores -> prob
     score(x, a) = prior(x, a) + learner(x, a)        prior = scale * <x, phi(a)> [+ rule bonus]
     P(a | x)    = exploration(scores)
 
+A correction (the right action, named after the fact) also teaches the `hard_negatives` actions
+the policy ranked highest that it was not: they are the ones it would wrongly choose next time.
+
 Learning never happens in place on a live version: `candidate = live.clone(); candidate.learn(..)`.
 `to_bytes()` / `Policy.from_bytes()` use a documented binary format (see `_serialize`), not
 pickle. `make_policy(spec)` builds a policy from a plain dict.
@@ -176,6 +179,8 @@ class Policy:
         seed: int = 0,
         version: int = 0,
         metadata: Mapping[str, Any] | None = None,
+        one_right_action: bool = False,
+        hard_negatives: int = 3,
     ) -> None:
         if warm_start not in WARM_STARTS:
             raise SpecError(f"warm_start: must be one of {WARM_STARTS}, got {warm_start!r}")
@@ -183,6 +188,8 @@ class Policy:
             raise SpecError("warm_start: 'rules' needs a rules(context, actions) callable")
         if not 0 <= int(structured_dim) <= 4096:
             raise SpecError("structured_dim: must be in [0, 4096]")
+        if not 0 <= int(hard_negatives) <= 64:
+            raise SpecError("hard_negatives: must be in [0, 64]")
         self.featurizer = make_featurizer(featurizer)
         self.learner = make_learner(learner)
         self.exploration = make_exploration(exploration)
@@ -194,6 +201,8 @@ class Policy:
         self.seed = int(seed)
         self.version = int(version)
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self.one_right_action = bool(one_right_action)
+        self.hard_negatives = int(hard_negatives)
         self._rng = np.random.default_rng(self.seed)
         self._encoder = _Encoder(self.featurizer, self.structured_dim)
         self._examples_seen = 0
@@ -309,10 +318,15 @@ class Policy:
 
         A bandit reward updates the logged action (weighted by 1/propensity for learners that
         importance-weight). A correction is a full label: reward 1 for the correct action and,
-        when the chosen action was another one, reward 0 for it.
+        when the chosen action was another one, reward 0 for it. With `one_right_action`
+        (intent routing: exactly one action is right for a context) a reward of 1 is read as a
+        correction naming the chosen action. For every labelled example, `hard_negatives` of
+        the other actions the current policy scores highest also get reward 0: a label says
+        they were wrong, and those are the ones that would be chosen in its place.
         """
         exs = list(examples)
         rows: list[tuple[int, Action, float, float]] = []
+        labelled: list[int] = []
         for i, ex in enumerate(exs):
             if not isinstance(ex, LoggedDecision):
                 raise SpecError("learn() takes LoggedDecision objects")
@@ -323,6 +337,10 @@ class Policy:
             c = ex.correct_action_id
             if c is not None and c != ex.action_id:
                 rows.append((i, by_id[c], 1.0, 1.0))
+            if c is not None or (self.one_right_action and r is not None and r >= 1.0):
+                labelled.append(i)
+        if self.hard_negatives and labelled:
+            rows.extend(self._hard_negative_rows(exs, labelled))
         if not rows:
             return self
         X = self._encoder.contexts([ex.context for ex in exs])
@@ -346,6 +364,31 @@ class Policy:
         self.learner.learn(Xr, [a.id for a in acts], targets, weights)
         self._examples_seen += len(exs)
         return self
+
+    def _hard_negative_rows(
+        self, exs: list[LoggedDecision], labelled: list[int]
+    ) -> list[tuple[int, Action, float, float]]:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i in labelled:
+            groups.setdefault(tuple(a.id for a in exs[i].actions), []).append(i)
+        out: list[tuple[int, Action, float, float]] = []
+        for idx in groups.values():
+            acts = list(exs[idx[0]].actions)
+            s = self._scores([exs[i].context for i in idx], acts, optimistic=False)
+            order = np.argsort(-s, axis=1, kind="stable")
+            for row, i in enumerate(idx):
+                ex = exs[i]
+                right = ex.correct_action_id or ex.action_id
+                taken = 0
+                for j in order[row]:
+                    a = acts[j]
+                    if taken == self.hard_negatives:
+                        break
+                    if a.id in (right, ex.action_id):
+                        continue
+                    out.append((i, a, 0.0, 1.0))
+                    taken += 1
+        return out
 
     def clone(self) -> Policy:
         """An independent copy: learning on it never changes this policy.
@@ -372,6 +415,8 @@ class Policy:
             "rule_weight": self.rule_weight,
             "structured_dim": self.structured_dim,
             "seed": self.seed,
+            "one_right_action": self.one_right_action,
+            "hard_negatives": self.hard_negatives,
         }
 
     def to_bytes(self) -> bytes:
@@ -400,6 +445,7 @@ class Policy:
         try:
             params = dict(meta["params"])
             params["featurizer"] = _upgrade_featurizer_config(params.get("featurizer"))
+            params.setdefault("hard_negatives", 0)  # written before hard negatives existed
             if params.get("warm_start") == "rules" and rules is None:
                 raise PolicyFormatError(
                     "this policy was warm-started from rules; pass rules=... to from_bytes()"
@@ -523,7 +569,7 @@ load_policy = Policy.from_bytes
 
 _SPEC_KEYS = {
     "featurizer", "learner", "exploration", "warm_start", "seed", "structured_dim", "version",
-    "metadata",
+    "metadata", "one_right_action", "hard_negatives",
 }  # fmt: skip
 
 DEFAULT_SPEC: dict[str, Any] = {
@@ -576,4 +622,13 @@ def make_policy(spec: Mapping[str, Any] | None = None, rules: Rules | None = Non
         seed=full["seed"],
         version=full.get("version", 0),
         metadata=full.get("metadata"),
+        one_right_action=bool(full.get("one_right_action", False)),
+        hard_negatives=_int_key(full, "hard_negatives", 3),
     )
+
+
+def _int_key(spec: Mapping[str, Any], key: str, default: int) -> int:
+    value = spec.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SpecError(f"{key}: must be an integer")
+    return value
