@@ -124,6 +124,51 @@ def test_learning_registers_gated_versions_with_lineage(api: Api, controller) ->
     assert audit.count("task.create") == len(results) + 2 and "task.finish" in audit
 
 
+def test_a_refused_candidate_goes_on_learning_instead_of_starting_over(
+    api: Api, controller, monkeypatch
+) -> None:
+    from agent_lightning.learning import policy as policy_module
+
+    taught: list[int] = []
+    learn = policy_module.Policy.learn
+
+    def counting_learn(self, examples):
+        examples = list(examples)
+        taught.append(len(examples))
+        return learn(self, examples)
+
+    monkeypatch.setattr(policy_module.Policy, "learn", counting_learn)
+    dev = api.auth("acme", ("Developer",))
+    agent = api.auth("acme", ("Agent",))
+    api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=dev,
+    )
+    # A gate that can never be convinced: every task is refused.
+    controller.settings = LearnSettings(holdout_every=4, min_eval=10**6)
+    rows = traffic(300)
+    play(api, agent, rows[:100])
+    first = controller.run("acme", {"task": "learn", "policy": "intents"}).result
+    play(api, agent, rows[100:200])
+    second = controller.run("acme", {"task": "learn", "policy": "intents"}).result
+    assert first["registered"] is False and second["registered"] is False
+    # The second candidate covers all the data since the live version (75 + 75 rows; every
+    # 4th decision is held out) but was taught only the 75 that arrived since the first.
+    assert (first["metrics"]["trained_on"], second["metrics"]["trained_on"]) == (75, 150)
+    assert taught == [75, 75]
+    forced = controller.run("acme", {"task": "learn", "policy": "intents", "force": True}).result
+    assert forced["registered"] is True and forced["metrics"]["trained_on"] == 150
+    assert taught == [75, 75, 0]  # nothing new arrived: nothing more to teach
+    version = api.client.get("/v1/policies/intents/versions", headers=dev).json()["items"][-1]
+    assert version["data_range"]["count"] == 200
+    # Once it is a version it is never taught again: the next task starts from a fresh clone.
+    play(api, agent, rows[200:300])
+    taught.clear()
+    after = controller.run("acme", {"task": "learn", "policy": "intents"}).result
+    assert after["metrics"]["trained_on"] == 75 and taught == [75]
+
+
 def test_force_registers_and_rollback_through_the_api(api: Api, controller) -> None:
     dev = api.auth("acme", ("Developer",))
     admin = api.auth("acme")

@@ -149,6 +149,8 @@ class LearningController:
         self.version_cache = version_cache
         self._action_cache: dict[tuple, tuple] = {}
         self._windows: dict[tuple[str, str], tuple[int, list[tuple[int, Any]]]] = {}
+        # (app, policy) -> (live version, its data end, refused candidate, pks it learned)
+        self._candidates: dict[tuple[str, str], tuple[Any, int, Any, set[int]]] = {}
         self._queue: queue.Queue[tuple[str, str, dict, Actor] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -346,22 +348,43 @@ class LearningController:
                 "reason": "no new settled decisions since the live version",
             }
         every = self.settings.holdout_every
-        train: list[Any] = []
+        train: list[tuple[int, Any]] = []
         held_new: list[tuple[int, Any]] = []
         for example in examples:
             pk = example.decision.pk
-            if pk % every == 0:
-                held_new.append((pk, self._logged(example)))
-            else:
-                train.append(self._logged(example))
+            (held_new if pk % every == 0 else train).append((pk, self._logged(example)))
         window = self._held_out_window(app_id, policy, after_pk)
         pool = window + held_new
         overflow = max(0, len(pool) - self.settings.eval_window)
         graduated, evaluation = pool[:overflow], pool[overflow:]
-        training = [logged for _, logged in graduated] + train
-        metrics, passed, candidate = self._train_and_gate(
-            parent, training, [logged for _, logged in evaluation]
-        )
+        training = graduated + train
+        # The last refused candidate of this live version has learned a prefix of `training`
+        # (graduated rows only ever grow from the oldest end, and new rows are newer): teach it
+        # the rest instead of starting over, so a run of refusals costs what one task would.
+        key = (app_id, policy.name)
+        pending = self._candidates.get(key)
+        if (
+            max_examples is not None
+            or pending is None
+            or pending[:2]
+            != (
+                policy.live_version,
+                after_pk,
+            )
+        ):
+            pending = (policy.live_version, after_pk, parent.clone(), set())
+        _, _, candidate, learned = pending
+        fresh = [logged for pk, logged in training if pk not in learned]
+        try:
+            metrics, passed = self._train_and_gate(
+                candidate, parent, fresh, [logged for _, logged in evaluation]
+            )
+        except BaseException:
+            self._candidates.pop(key, None)  # it may be half-taught: start over next time
+            raise
+        metrics["trained_on"] = len(training)
+        learned.update(pk for pk, _ in training)
+        self._candidates[key] = pending
         metrics.update(held_out=len(held_new), graduated=len(graduated))
         # An operator can pause automatic promotion (dashboard → Rollouts): then a passing
         # candidate is registered but waits for a person to promote it.
@@ -374,6 +397,8 @@ class LearningController:
             via_rollout = route == "rollout"
             make_live = route == "live"
         registered = passed or force
+        if registered:
+            self._candidates.pop(key, None)  # it becomes a version: never taught again
         if not registered:
             return {
                 **base,
@@ -435,16 +460,15 @@ class LearningController:
         return list(held)
 
     def _train_and_gate(
-        self, parent: Any, training: list[Any], held: list[Any]
-    ) -> tuple[dict, bool, Any]:
-        """Train a clone of `parent` on `training`; gate it against `parent` on `held`.
+        self, candidate: Any, parent: Any, training: list[Any], held: list[Any]
+    ) -> tuple[dict, bool]:
+        """Teach `candidate` (a clone of `parent`) `training`; gate it against `parent` on `held`.
 
         `held` holds settled decisions neither version learned from, with the propensities of
         whichever version logged them (see `learning.ope.gate`).
         """
         from agent_lightning.learning import ope
 
-        candidate = parent.clone()
         candidate.learn(training)
         decision = ope.gate(
             candidate,
@@ -467,7 +491,7 @@ class LearningController:
                 "live": decision.live.to_dict() if decision.live else None,
                 "difference": decision.difference.to_dict(),
             }
-        return metrics, decision.passed, candidate
+        return metrics, decision.passed
 
     def _register(
         self,

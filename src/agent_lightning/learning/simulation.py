@@ -100,6 +100,8 @@ class InProcessBackend:
         self._since_task = 0
         self._next_id = 0
         self._promoted_any = False
+        self._candidate: Policy | None = None  # the last refused candidate, still learning
+        self._candidate_learned: set[int] = set()
 
     def decide(
         self, context: Context, actions: Sequence[Action]
@@ -149,8 +151,13 @@ class InProcessBackend:
         reserved = set(evaluation)
         train_idx = [i for i in self._unlearned if i not in reserved]
         new = [self._rewarded[i] for i in train_idx]
-        candidate = self.live.clone()
-        candidate.learn(new)
+        # A refused candidate is kept and taught only what arrived since (a row it learned never
+        # becomes evaluation data again), so a run of refusals costs what one task would.
+        if self._candidate is None:
+            self._candidate, self._candidate_learned = self.live.clone(), set()
+        candidate = self._candidate
+        candidate.learn([self._rewarded[i] for i in train_idx if i not in self._candidate_learned])
+        self._candidate_learned.update(train_idx)
         recent = [self._rewarded[i] for i in evaluation]
         verdict = gate(
             candidate, self.live, recent, estimator=self.estimator, level=self.level,
@@ -170,6 +177,7 @@ class InProcessBackend:
         self.history.append(entry)
         if not promote:
             return None
+        self._candidate, self._candidate_learned = None, set()
         candidate.version = self.live.version + 1
         candidate.metadata = {
             **candidate.metadata,
