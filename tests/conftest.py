@@ -9,7 +9,12 @@ unreachable PostgreSQL is a failure: CI must not silently skip it.
 from __future__ import annotations
 
 import os
-import uuid
+
+# Rich wraps CLI output at 80 columns when it is not a terminal, so a long temporary path could
+# split the words a test looks for. Set before the CLI's consoles are created (at import).
+os.environ.setdefault("COLUMNS", "250")
+
+import uuid  # noqa: E402
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
