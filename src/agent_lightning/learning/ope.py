@@ -179,6 +179,28 @@ def _reward_model_view(model: _Scorable, logged: Sequence[LoggedDecision]):
     return q_taken, q_all
 
 
+def _use_corrections(
+    rows: Sequence[LoggedDecision], r: np.ndarray, q_taken: np.ndarray, q_all: list[np.ndarray]
+) -> None:
+    """Where a row names the right action, its reward for every action is known, not modelled.
+
+    A correction is a full label (as `Policy.learn` reads it): 1 for the right action, 0 for
+    the others, and the observed reward for the one taken. With those as the reward model the
+    doubly robust term is exact (its correction term is zero), so such rows add no
+    importance-weighting noise to the estimate.
+    """
+    for i, ex in enumerate(rows):
+        if ex.correct_action_id is None:
+            continue
+        ids = [a.id for a in ex.actions]
+        q = np.zeros(len(ids))
+        if ex.correct_action_id in ids:
+            q[ids.index(ex.correct_action_id)] = 1.0
+        q[ids.index(ex.action_id)] = r[i]
+        q_all[i] = q
+        q_taken[i] = r[i]
+
+
 def _terms(estimator, r, pl, p_taken, dists, q_taken, q_all) -> tuple[np.ndarray, np.ndarray]:
     w = p_taken / pl
     if estimator == "ips":
@@ -223,6 +245,7 @@ def evaluate(
     q_taken = q_all = None
     if estimator in ("dm", "dr"):
         q_taken, q_all = _reward_model_view(reward_model or candidate, rows)
+        _use_corrections(rows, r, q_taken, q_all)
 
     def run(policy: _Scorable) -> tuple[np.ndarray, np.ndarray]:
         p_taken, dists = _policy_view(policy, rows)
