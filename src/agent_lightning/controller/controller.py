@@ -14,7 +14,8 @@ A learning task, for one policy:
 5. registers an immutable version (lineage: parent, data range, data hash, metrics) only when
    the lower confidence bound of the difference is above zero — or the operator forced it.
    Held-out decisions that leave the evaluation window are learned by the next candidate, so
-   holding out delays data, it does not waste it.
+   holding out delays data, it does not waste it. A refused candidate is kept (in memory) and
+   the next task of the same live version teaches it only what is new.
 
 A task that fails leaves the live version untouched and records why in the task record.
 
@@ -363,15 +364,8 @@ class LearningController:
         # the rest instead of starting over, so a run of refusals costs what one task would.
         key = (app_id, policy.name)
         pending = self._candidates.get(key)
-        if (
-            max_examples is not None
-            or pending is None
-            or pending[:2]
-            != (
-                policy.live_version,
-                after_pk,
-            )
-        ):
+        reusable = pending is not None and pending[:2] == (policy.live_version, after_pk)
+        if max_examples is not None or not reusable:
             pending = (policy.live_version, after_pk, parent.clone(), set())
         _, _, candidate, learned = pending
         fresh = [logged for pk, logged in training if pk not in learned]
