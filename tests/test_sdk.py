@@ -7,7 +7,6 @@ test_sdk_buffer.py.
 from __future__ import annotations
 
 import functools
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,13 +202,18 @@ def test_token_fetched_once_and_reused(api, creds):
 
 def test_token_refreshed_before_it_expires(api, creds, monkeypatch):
     state = api.app.state.agl
-    monkeypatch.setattr(state, "token_issuer", TokenIssuer(SIGNING_KEY, ttl_seconds=1))
+    monkeypatch.setattr(state, "token_issuer", TokenIssuer(SIGNING_KEY, ttl_seconds=900))
     transport = Recording(api.app)
+    now = [1000.0]  # the client's clock, moved by hand: no sleeping, no timing luck
     with AgentLightningClient(creds.client_id, creds.secret, transport=transport) as c:
+        c._tokens._clock = lambda: now[0]
         c.me()
         c.me()
         assert transport.count("/v1/oauth/token") == 1
-        time.sleep(0.6)  # past half the 1 s lifetime: replaced before use
+        now[0] += 800  # not yet due
+        c.me()
+        assert transport.count("/v1/oauth/token") == 1
+        now[0] += 99  # past its refresh point, 30 s before the 900 s expire: replaced before use
         c.me()
         assert transport.count("/v1/oauth/token") == 2
 
