@@ -1,8 +1,9 @@
 """Wiring the publisher into a server: one object per server state, installed idempotently.
 
 `install_publisher(state)` creates the RolloutManager (whose transitions invalidate the decide
-caches), plugs the RolloutSelector into `DecisionService.version_selector`, and adds the
-`/v1` routes to `state.extras["routers"]`. `start_evaluator(state)` adds the background
+caches) and plugs the RolloutSelector into `DecisionService.version_selector`; the server
+mounts the routes (`server/routes/rollouts.py`), so this package never imports the server.
+`start_evaluator(state)` adds the background
 evaluator to the server's startup/shutdown hooks (the full server does; bare test apps call
 `evaluate` themselves).
 """
@@ -62,9 +63,6 @@ def install_publisher(state: Any) -> Publisher:
     publisher = Publisher(manager, selector)
     manager.add_listener(publisher.changes.bump)
     state.extras["publisher"] = publisher
-    from agent_lightning.server.routes.rollouts import router
-
-    state.extras.setdefault("routers", []).append(router)
     return publisher
 
 

@@ -21,7 +21,7 @@ from agent_lightning.publisher.service import install_publisher
 from agent_lightning.security.rbac import ROUTE_PERMISSIONS
 from agent_lightning.server.auth import API_PREFIX, authorize
 from agent_lightning.server.errors import error_body, install_error_handlers
-from agent_lightning.server.routes import admin, health, policies, telemetry
+from agent_lightning.server.routes import admin, health, policies, rollouts, telemetry
 from agent_lightning.server.state import ServerState, build_state
 from agent_lightning.store import Store
 
@@ -146,7 +146,7 @@ def create_app(
     settings = settings or Settings.from_env()
     state = state or build_state(settings, store)
     install_observability(state)
-    install_publisher(state)  # rollouts, registry and distribution routes; the rollout selector
+    install_publisher(state)  # the rollout manager and selector behind the rollouts routes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -170,6 +170,7 @@ def create_app(
     install_error_handlers(app)
 
     routers = [health.router, admin.router, telemetry.router, policies.router, dashboard.router]
+    routers += [rollouts.router]  # rollouts, registry and distribution (the publisher's)
     routers += state.extras.get("routers", [])
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)])
