@@ -126,6 +126,31 @@ def test_gate_rejects_a_candidate_that_is_not_better():
     assert "at least 30" in backend.history[0]["reason"] and not promoted[0]
 
 
+def test_a_refused_candidate_is_taught_only_what_is_new(monkeypatch):
+    from agent_lightning.learning import policy as policy_module
+
+    taught: list[int] = []
+    learn = policy_module.Policy.learn
+
+    def counting_learn(self, examples):
+        examples = list(examples)
+        taught.append(len(examples))
+        return learn(self, examples)
+
+    monkeypatch.setattr(policy_module.Policy, "learn", counting_learn)
+    # A gate that needs more evidence than there is: every candidate is refused.
+    backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=100, min_eval=10**6)
+    for ctx, label in make_examples(300, seed=7):
+        decision_id, action_id, _ = backend.decide(ctx, ACTIONS)
+        backend.reward(decision_id, float(action_id == label))
+        backend.maybe_learn()
+    # 100 rewards per task, every 10th held out for evaluation: 90 new training rows each
+    # time, and the third candidate covers all 270 of them.
+    assert taught == [90, 90, 90]
+    assert [h["trained_on"] for h in backend.history] == [90, 180, 270]
+    assert not any(h["promoted"] for h in backend.history)
+
+
 def test_gate_promotes_a_clearly_better_candidate_and_first_if_asked():
     examples = make_examples(600, seed=6)
 
