@@ -24,6 +24,7 @@ from agent_lightning.learning import (
     Policy,
     Softmax,
     SquareCB,
+    Thompson,
     register_featurizer,
 )
 from conftest import ACTIONS, HAS_MINILM, DenseHashing, make_examples
@@ -47,6 +48,7 @@ EXPLORATIONS = {
     "epsilon_greedy": lambda: EpsilonGreedy(0.1),
     "squarecb": lambda: SquareCB(gamma=100.0),
     "softmax": lambda: Softmax(temperature=0.1),
+    "thompson": lambda: Thompson(scale=0.5, draws=128, min_probability=0.01),
 }
 # Every featurizer x learner pair; explorations rotate over the pairs (they are stateless
 # functions of the scores) and all of them get the probability checks with every learner.

@@ -256,3 +256,41 @@ def test_learning_is_deterministic_and_version_metadata_survives():
     assert (b.version, b.metadata, b.examples_seen) == (7, {"parent_version": 6}, 50)
     ctxs = [c for c, _ in make_examples(10, seed=10)]
     np.testing.assert_allclose(a.scores(ctxs, ACTIONS), b.scores(ctxs, ACTIONS), atol=1e-9)
+
+
+def test_thompson_probabilities_match_the_posterior_and_can_be_recomputed():
+    from math import erf, sqrt
+
+    from agent_lightning.learning import Thompson
+
+    t = Thompson(scale=1.0, draws=20000)
+    scores = np.array([[0.6, 0.5, -5.0]])
+    widths = np.array([[0.1, 0.3, 0.0]])
+    p = t.probabilities(scores, widths)
+    # P(first beats second) for independent normals; the third can never win.
+    z = (0.6 - 0.5) / sqrt(0.1**2 + 0.3**2)
+    assert p[0, 0] == pytest.approx(0.5 * (1 + erf(z / sqrt(2))), abs=0.02)
+    assert p[0, 2] == 0.0 and p.sum() == pytest.approx(1.0)
+    assert np.array_equal(p, t.probabilities(scores, widths))  # a logged propensity is exact
+    # Without widths (a learner with no posterior) it is greedy.
+    assert t.probabilities(scores).tolist() == [[1.0, 0.0, 0.0]]
+    with pytest.raises(SpecError, match="widths"):
+        t.probabilities(scores, -widths)
+    with pytest.raises(SpecError, match="draws"):
+        make_policy({"exploration": {"kind": "thompson", "draws": 0}})
+
+
+def test_thompson_explores_what_the_learner_is_unsure_of():
+    p = make_policy({"exploration": {"kind": "thompson", "scale": 1.0}, "seed": 3})
+    ctx = {"text": MIXED}
+    fresh = p.decide(ctx, ACTIONS).probabilities
+    assert sum(v > 0 for v in fresh.values()) >= 3  # nothing learned yet: wide posteriors
+    # Many failures of the favourite here shrink its posterior and its share.
+    favourite = max(fresh, key=fresh.get)
+    logs = [LoggedDecision(ctx, tuple(ACTIONS), favourite, fresh[favourite], 0.0)] * 20
+    learned = p.clone().learn(logs)
+    after = learned.decide(ctx, ACTIONS)
+    assert after.probabilities[favourite] < fresh[favourite]
+    assert after.propensity == pytest.approx(
+        learned.probabilities([ctx], ACTIONS)[0][[a.id for a in ACTIONS].index(after.action_id)]
+    )

@@ -25,6 +25,7 @@ from agent_lightning.learning.exploration import (
     Greedy,
     Softmax,
     SquareCB,
+    Thompson,
     make_exploration,
 )
 from agent_lightning.learning.featurizers import (
@@ -79,6 +80,7 @@ __all__ = [
     "Softmax",
     "SpecError",
     "SquareCB",
+    "Thompson",
     "UniformPolicy",
     "action_text",
     "direct_method",

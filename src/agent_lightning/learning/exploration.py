@@ -10,6 +10,12 @@ always be recomputed. Sampling is done by the policy with its own seeded RNG.
   `1 / (k + gamma * (best - score_a))`, the best gets the rest. Near-ties are explored, clearly
   worse actions almost never.
 - `Softmax(temperature)`: Boltzmann exploration.
+- `Thompson(scale, draws)`: linear Thompson sampling. Each action's score is drawn from the
+  learner's posterior (mean plus `scale` x posterior width x a standard normal draw) and the best
+  draw wins; the probability of each action is the share of `draws` draws it wins. The draws come
+  from an RNG seeded by the scores and widths themselves, so a logged probability can be
+  recomputed exactly. Needs a learner with a posterior width (`LinUCB`); with any other, the
+  widths are zero and it is greedy.
 
 `min_probability` (all strategies but Greedy) floors every probability, so the logs support
 off-policy evaluation of any candidate.
@@ -17,6 +23,7 @@ off-policy evaluation of any candidate.
 
 from __future__ import annotations
 
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,15 +37,27 @@ class Exploration(ABC):
     """Scores (n, k) -> probabilities (n, k), rows summing to 1."""
 
     name: ClassVar[str]
+    # Whether `probabilities` uses the learner's posterior widths (the policy computes them
+    # only when asked: they cost a triangular solve per action).
+    needs_widths: ClassVar[bool] = False
 
-    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+    def probabilities(self, scores: np.ndarray, widths: np.ndarray | None = None) -> np.ndarray:
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim != 2 or s.shape[1] == 0:
             raise SpecError("probabilities() needs scores of shape (n, k) with k >= 1")
         if not np.all(np.isfinite(s)):
             raise SpecError("probabilities() got non-finite scores")
-        p = self._probabilities(s)
+        if self.needs_widths:
+            w = np.zeros_like(s) if widths is None else np.asarray(widths, dtype=np.float64)
+            if w.shape != s.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise SpecError("probabilities() needs finite widths >= 0 shaped like the scores")
+            p = self._probabilities_with_widths(s, w)
+        else:
+            p = self._probabilities(s)
         return p / p.sum(axis=1, keepdims=True)
+
+    def _probabilities_with_widths(self, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return self._probabilities(s)
 
     @abstractmethod
     def _probabilities(self, s: np.ndarray) -> np.ndarray: ...
@@ -140,8 +159,41 @@ class Softmax(Exploration):
         return _floor(e / e.sum(axis=1, keepdims=True), self.min_probability)
 
 
+class Thompson(Exploration):
+    name = "thompson"
+    needs_widths = True
+
+    def __init__(self, scale: float = 1.0, draws: int = 256, min_probability: float = 0.0) -> None:
+        if not scale >= 0:
+            raise SpecError("thompson.scale must be >= 0")
+        if not 1 <= int(draws) <= 100_000:
+            raise SpecError("thompson.draws must be in [1, 100000]")
+        if not 0.0 <= min_probability < 1.0:
+            raise SpecError("thompson.min_probability must be in [0, 1)")
+        self.scale = float(scale)
+        self.draws = int(draws)
+        self.min_probability = float(min_probability)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"scale": self.scale, "draws": self.draws, "min_probability": self.min_probability}
+
+    def _probabilities(self, s: np.ndarray) -> np.ndarray:
+        return self._probabilities_with_widths(s, np.zeros_like(s))
+
+    def _probabilities_with_widths(self, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+        n, k = s.shape
+        p = np.zeros((n, k))
+        for i in range(n):
+            # Seeded by the row itself: the same scores and widths always give the same answer.
+            seed = zlib.crc32(s[i].tobytes() + w[i].tobytes())
+            z = np.random.default_rng(seed).standard_normal((self.draws, k))
+            winners = (s[i] + self.scale * w[i] * z).argmax(axis=1)
+            p[i] = np.bincount(winners, minlength=k) / self.draws
+        return _floor(p, self.min_probability)
+
+
 EXPLORATIONS: dict[str, type[Exploration]] = {
-    cls.name: cls for cls in (Greedy, EpsilonGreedy, SquareCB, Softmax)
+    cls.name: cls for cls in (Greedy, EpsilonGreedy, SquareCB, Softmax, Thompson)
 }
 
 

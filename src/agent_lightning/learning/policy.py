@@ -233,6 +233,15 @@ class Policy:
         learned = self.learner.score(X, ids) if optimistic else self.learner.predict(X, ids)
         return self._prior(X, contexts, actions) + learned
 
+    def _explore(self, contexts: Sequence[Context], actions: Sequence[Action]):
+        """(scores, probabilities) for contexts over actions, widths included when needed."""
+        s = self._scores(contexts, actions, optimistic=True)
+        widths = None
+        width = getattr(self.learner, "width", None)
+        if self.exploration.needs_widths and callable(width):
+            widths = width(self._encoder.contexts(contexts), [a.id for a in actions])
+        return s, self.exploration.probabilities(s, widths)
+
     def scores(self, contexts: Sequence[Context], actions: Sequence[Action | str]) -> np.ndarray:
         """Scores (n_contexts, n_actions) used for choosing, including any optimism bonus."""
         return self._scores(list(contexts), _as_actions(actions), optimistic=True)
@@ -258,7 +267,7 @@ class Policy:
             raise SpecError("every action is excluded; nothing left to choose")
         out = np.zeros((len(contexts), len(acts)))
         kept = [acts[j] for j in keep]
-        out[:, keep] = self.exploration.probabilities(self._scores(list(contexts), kept, True))
+        out[:, keep] = self._explore(list(contexts), kept)[1]
         return out
 
     def decide(
@@ -275,8 +284,8 @@ class Policy:
         kept = [a for a in acts if a.id not in excluded]
         if not kept:
             raise SpecError("every action is excluded; nothing left to choose")
-        s = self._scores([context], kept, optimistic=True)
-        p = self.exploration.probabilities(s)[0]
+        s, P = self._explore([context], kept)
+        p = P[0]
         gen = _rng_from(seed, rng, self._rng)
         j = int(
             min(np.searchsorted(np.cumsum(p), gen.random() * p.sum(), side="right"), len(p) - 1)
