@@ -163,7 +163,9 @@ class Thompson(Exploration):
     name = "thompson"
     needs_widths = True
 
-    def __init__(self, scale: float = 1.0, draws: int = 256, min_probability: float = 0.0) -> None:
+    def __init__(self, scale: float = 0.05, draws: int = 256, min_probability: float = 0.0) -> None:
+        # A small scale by default: an untried action's width is about 1.4 in reward units,
+        # so scale 1 would make every decision close to uniform over 77 intents.
         if not scale >= 0:
             raise SpecError("thompson.scale must be >= 0")
         if not 1 <= int(draws) <= 100_000:
