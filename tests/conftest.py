@@ -153,3 +153,20 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[Api]:
     yield made
     made.client.close()
     store.close()
+
+
+@pytest.fixture
+def learn_calls(monkeypatch) -> list[int]:
+    """How many logged decisions each `Policy.learn` call was given, in order."""
+    from agent_lightning.learning import policy as policy_module
+
+    calls: list[int] = []
+    learn = policy_module.Policy.learn
+
+    def counting_learn(self, examples):
+        examples = list(examples)
+        calls.append(len(examples))
+        return learn(self, examples)
+
+    monkeypatch.setattr(policy_module.Policy, "learn", counting_learn)
+    return calls

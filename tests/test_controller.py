@@ -125,19 +125,9 @@ def test_learning_registers_gated_versions_with_lineage(api: Api, controller) ->
 
 
 def test_a_refused_candidate_goes_on_learning_instead_of_starting_over(
-    api: Api, controller, monkeypatch
+    api: Api, controller, learn_calls
 ) -> None:
-    from agent_lightning.learning import policy as policy_module
-
-    taught: list[int] = []
-    learn = policy_module.Policy.learn
-
-    def counting_learn(self, examples):
-        examples = list(examples)
-        taught.append(len(examples))
-        return learn(self, examples)
-
-    monkeypatch.setattr(policy_module.Policy, "learn", counting_learn)
+    taught = learn_calls
     dev = api.auth("acme", ("Developer",))
     agent = api.auth("acme", ("Agent",))
     api.client.post(

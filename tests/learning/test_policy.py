@@ -25,8 +25,8 @@ from conftest import ACTIONS, make_examples
 def test_all_is_sorted_and_complete():
     assert learning.__all__ == sorted(learning.__all__)
     public = {n for n in dir(learning) if not n.startswith("_")}
-    modules = {"errors", "exploration", "featurizers", "learners", "ope", "policy", "simulation",
-               "types"}  # fmt: skip
+    modules = {"candidates", "errors", "exploration", "featurizers", "learners", "ope", "policy",
+               "simulation", "types"}  # fmt: skip
     assert public - modules == set(learning.__all__)
 
 

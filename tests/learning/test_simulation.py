@@ -126,18 +126,8 @@ def test_gate_rejects_a_candidate_that_is_not_better():
     assert "at least 30" in backend.history[0]["reason"] and not promoted[0]
 
 
-def test_a_refused_candidate_is_taught_only_what_is_new(monkeypatch):
-    from agent_lightning.learning import policy as policy_module
-
-    taught: list[int] = []
-    learn = policy_module.Policy.learn
-
-    def counting_learn(self, examples):
-        examples = list(examples)
-        taught.append(len(examples))
-        return learn(self, examples)
-
-    monkeypatch.setattr(policy_module.Policy, "learn", counting_learn)
+def test_a_refused_candidate_is_taught_only_what_is_new(learn_calls):
+    taught = learn_calls
     # A gate that needs more evidence than there is: every candidate is refused.
     backend = InProcessBackend(make_policy({"seed": 0}), retrain_every=100, min_eval=10**6)
     for ctx, label in make_examples(300, seed=7):

@@ -33,7 +33,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -48,6 +48,9 @@ from agent_lightning.store import (
     new_id,
     utcnow,
 )
+
+if TYPE_CHECKING:  # the learning library is imported when a task runs, not at server start
+    from agent_lightning.learning import IncrementalCandidate
 
 log = logging.getLogger("agent_lightning.controller")
 
@@ -150,8 +153,8 @@ class LearningController:
         self.version_cache = version_cache
         self._action_cache: dict[tuple, tuple] = {}
         self._windows: dict[tuple[str, str], tuple[int, list[tuple[int, Any]]]] = {}
-        # (app, policy) -> (live version, its data end, refused candidate, pks it learned)
-        self._candidates: dict[tuple[str, str], tuple[Any, int, Any, set[int]]] = {}
+        # (app, policy) -> the last refused candidate, owned by (live version, its data end)
+        self._candidates: dict[tuple[str, str], IncrementalCandidate] = {}
         self._queue: queue.Queue[tuple[str, str, dict, Actor] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -309,7 +312,7 @@ class LearningController:
         max_examples: int | None = None,
         actor: Actor = SYSTEM,
     ) -> dict[str, Any]:
-        from agent_lightning.learning import LearningError, make_policy
+        from agent_lightning.learning import IncrementalCandidate, LearningError, make_policy
         from agent_lightning.learning import Policy as LearnedPolicy
 
         try:
@@ -360,26 +363,22 @@ class LearningController:
         graduated, evaluation = pool[:overflow], pool[overflow:]
         training = graduated + train
         # The last refused candidate of this live version has learned a prefix of `training`
-        # (graduated rows only ever grow from the oldest end, and new rows are newer): teach it
-        # the rest instead of starting over, so a run of refusals costs what one task would.
+        # (graduated rows only ever grow from the oldest end, and new rows are newer): it is
+        # taught only the rest.
         key = (app_id, policy.name)
+        owner = (policy.live_version, after_pk)
         pending = self._candidates.get(key)
-        reusable = pending is not None and pending[:2] == (policy.live_version, after_pk)
-        if max_examples is not None or not reusable:
-            pending = (policy.live_version, after_pk, parent.clone(), set())
-        _, _, candidate, learned = pending
-        fresh = [logged for pk, logged in training if pk not in learned]
+        if max_examples is not None or pending is None or pending.owner != owner:
+            pending = IncrementalCandidate(parent, owner)
+        self._candidates[key] = pending
         try:
-            metrics, passed = self._train_and_gate(
-                candidate, parent, fresh, [logged for _, logged in evaluation]
-            )
+            pending.teach(training)
+            metrics, passed = self._gate(pending.policy, parent, [lg for _, lg in evaluation])
         except BaseException:
             self._candidates.pop(key, None)  # it may be half-taught: start over next time
             raise
-        metrics["trained_on"] = len(training)
-        learned.update(pk for pk, _ in training)
-        self._candidates[key] = pending
-        metrics.update(held_out=len(held_new), graduated=len(graduated))
+        candidate = pending.policy
+        metrics.update(trained_on=len(training), held_out=len(held_new), graduated=len(graduated))
         # An operator can pause automatic promotion (dashboard → Rollouts): then a passing
         # candidate is registered but waits for a person to promote it.
         rollouts = (self.store.get_app(app_id).settings or {}).get("rollouts") or {}
@@ -453,17 +452,14 @@ class LearningController:
         self._windows[key] = (after_pk, held)
         return list(held)
 
-    def _train_and_gate(
-        self, candidate: Any, parent: Any, training: list[Any], held: list[Any]
-    ) -> tuple[dict, bool]:
-        """Teach `candidate` (a clone of `parent`) `training`; gate it against `parent` on `held`.
+    def _gate(self, candidate: Any, parent: Any, held: list[Any]) -> tuple[dict, bool]:
+        """Gate `candidate` (a clone of `parent`, taught) against `parent` on `held`.
 
         `held` holds settled decisions neither version learned from, with the propensities of
         whichever version logged them (see `learning.ope.gate`).
         """
         from agent_lightning.learning import ope
 
-        candidate.learn(training)
         decision = ope.gate(
             candidate,
             parent,
@@ -473,7 +469,6 @@ class LearningController:
             min_eval=self.settings.min_eval,
         )
         metrics: dict[str, Any] = {
-            "trained_on": len(training),
             "evaluated_on": decision.n,
             "gate": decision.to_dict(),
         }

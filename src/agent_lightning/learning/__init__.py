@@ -13,6 +13,7 @@ prior, a learner and an exploration strategy; `ope` judges candidates off-policy
 Errors: `LearningError` ⊃ `FeaturizerUnavailable`, `PolicyFormatError`, `SpecError`.
 """
 
+from agent_lightning.learning.candidates import IncrementalCandidate
 from agent_lightning.learning.errors import (
     FeaturizerUnavailable,
     LearningError,
@@ -70,6 +71,7 @@ __all__ = [
     "HashingFeaturizer",
     "IWRegression",
     "InProcessBackend",
+    "IncrementalCandidate",
     "Learner",
     "LearningError",
     "LinUCB",

@@ -178,7 +178,6 @@ class HashingFeaturizer(Featurizer):
         self.stopwords = bool(stopwords)
         self.word_weight = float(word_weight)
         self._rows: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._tokens: dict[str, tuple[tuple[int, float], ...]] = {}
 
     @property
     def dim(self) -> int:

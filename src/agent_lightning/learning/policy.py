@@ -386,17 +386,10 @@ class Policy:
             s = self._scores([exs[i].context for i in idx], acts, optimistic=False)
             order = np.argsort(-s, axis=1, kind="stable")
             for row, i in enumerate(idx):
-                ex = exs[i]
-                right = ex.correct_action_id or ex.action_id
-                taken = 0
-                for j in order[row]:
-                    a = acts[j]
-                    if taken == self.hard_negatives:
-                        break
-                    if a.id in (right, ex.action_id):
-                        continue
-                    out.append((i, a, 0.0, 1.0))
-                    taken += 1
+                # The chosen action already has its reward row; the right one is not wrong.
+                known = (exs[i].correct_action_id or exs[i].action_id, exs[i].action_id)
+                wrong = [acts[j] for j in order[row] if acts[j].id not in known]
+                out.extend((i, a, 0.0, 1.0) for a in wrong[: self.hard_negatives])
         return out
 
     def clone(self) -> Policy:

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agent_lightning.learning.candidates import IncrementalCandidate
 from agent_lightning.learning.errors import SpecError
 from agent_lightning.learning.ope import gate
 from agent_lightning.learning.policy import Policy, UniformPolicy, make_policy
@@ -100,8 +101,7 @@ class InProcessBackend:
         self._since_task = 0
         self._next_id = 0
         self._promoted_any = False
-        self._candidate: Policy | None = None  # the last refused candidate, still learning
-        self._candidate_learned: set[int] = set()
+        self._candidate: IncrementalCandidate | None = None  # the last refused one, still learning
 
     def decide(
         self, context: Context, actions: Sequence[Action]
@@ -150,14 +150,12 @@ class InProcessBackend:
         evaluation = self._holdout[-self.eval_window :]
         reserved = set(evaluation)
         train_idx = [i for i in self._unlearned if i not in reserved]
-        new = [self._rewarded[i] for i in train_idx]
         # A refused candidate is kept and taught only what arrived since (a row it learned never
-        # becomes evaluation data again), so a run of refusals costs what one task would.
+        # becomes evaluation data again).
         if self._candidate is None:
-            self._candidate, self._candidate_learned = self.live.clone(), set()
-        candidate = self._candidate
-        candidate.learn([self._rewarded[i] for i in train_idx if i not in self._candidate_learned])
-        self._candidate_learned.update(train_idx)
+            self._candidate = IncrementalCandidate(self.live)
+        self._candidate.teach((i, self._rewarded[i]) for i in train_idx)
+        candidate = self._candidate.policy
         recent = [self._rewarded[i] for i in evaluation]
         verdict = gate(
             candidate, self.live, recent, estimator=self.estimator, level=self.level,
@@ -167,7 +165,7 @@ class InProcessBackend:
         promote = first or not self.gate or verdict.passed
         entry = {
             "rewards": len(self._rewarded),
-            "trained_on": len(new),
+            "trained_on": len(train_idx),
             "candidate": verdict.candidate.value if verdict.candidate else None,
             "live": verdict.live.value if verdict.live else None,
             "diff_low": verdict.difference.ci_low if verdict.difference else None,
@@ -177,12 +175,12 @@ class InProcessBackend:
         self.history.append(entry)
         if not promote:
             return None
-        self._candidate, self._candidate_learned = None, set()
+        self._candidate = None
         candidate.version = self.live.version + 1
         candidate.metadata = {
             **candidate.metadata,
             "parent_version": self.live.version,
-            "trained_on": len(new),
+            "trained_on": len(train_idx),
         }
         self.live = candidate
         learned = set(train_idx)
@@ -246,25 +244,23 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
 DEFAULT_RETRAIN_EVERY = 100
 
 
-def _accuracy(policy: Policy, data: Sequence[tuple[str, str]], actions: list[Action]) -> float:
-    if not data:
-        return float("nan")
-    preds = policy.greedy_many([{"text": t} for t, _ in data], actions)
-    return float(np.mean([p == y for p, (_, y) in zip(preds, data, strict=True)]))
-
-
-def _backend_accuracy(
-    backend: DecisionBackend, data: Sequence[tuple[str, str]], actions: list[Action]
+def _accuracy(
+    predict_many: Callable[[list[Context], list[Action]], Sequence[str]],
+    data: Sequence[tuple[str, str]],
+    actions: list[Action],
 ) -> float:
     if not data:
         return float("nan")
-    contexts = [{"text": t} for t, _ in data]
+    preds = predict_many([{"text": t} for t, _ in data], actions)
+    return float(np.mean([p == y for p, (_, y) in zip(preds, data, strict=True)]))
+
+
+def _batch_predictor(backend: DecisionBackend) -> Callable[[list[Context], list[Action]], list]:
+    """The backend's `predict_many` if it has one, else `predict` row by row."""
     many = getattr(backend, "predict_many", None)
     if callable(many):
-        preds = list(many(contexts, actions))
-    else:
-        preds = [backend.predict(c, actions) for c in contexts]
-    return float(np.mean([p == y for p, (_, y) in zip(preds, data, strict=True)]))
+        return many
+    return lambda contexts, actions: [backend.predict(c, actions) for c in contexts]
 
 
 def supervised_ceiling(
@@ -326,9 +322,9 @@ def run_intent_benchmark(
         backend = InProcessBackend(
             policy, retrain_every=retrain_every, **dict(backend_options or {})
         )
-        zero_shot = _accuracy(policy, test, actions)
+        zero_shot = _accuracy(policy.greedy_many, test, actions)
     else:
-        zero_shot = _backend_accuracy(backend, test, actions)
+        zero_shot = _accuracy(_batch_predictor(backend), test, actions)
 
     rewards: list[float] = []
     for step, (text, label) in enumerate(stream):
@@ -342,10 +338,10 @@ def run_intent_benchmark(
             progress(step + 1, len(stream))
 
     if isinstance(backend, InProcessBackend):
-        learned = _accuracy(backend.live, test, actions)
+        learned = _accuracy(backend.live.greedy_many, test, actions)
         versions = len(backend.versions)
     else:
-        learned = _backend_accuracy(backend, test, actions)
+        learned = _accuracy(_batch_predictor(backend), test, actions)
         versions = int(getattr(backend, "versions_registered", 0))
     r = np.asarray(rewards)
     windows = [float(r[i : i + window].mean()) for i in range(0, len(r) - window + 1, window)]

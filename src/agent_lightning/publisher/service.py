@@ -3,9 +3,8 @@
 `install_publisher(state)` creates the RolloutManager (whose transitions invalidate the decide
 caches) and plugs the RolloutSelector into `DecisionService.version_selector`; the server
 mounts the routes (`server/routes/rollouts.py`), so this package never imports the server.
-`start_evaluator(state)` adds the background
-evaluator to the server's startup/shutdown hooks (the full server does; bare test apps call
-`evaluate` themselves).
+`start_evaluator(state)` adds the background evaluator to the server's startup/shutdown hooks
+(the full server does; bare test apps call `evaluate` themselves).
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from typing import Any
 from agent_lightning.publisher.rollouts import (
     RolloutEvaluator,
     RolloutManager,
+    auto_rollout,
+    auto_rollout_config,
     evaluator_interval,
 )
 from agent_lightning.publisher.selector import RolloutSelector
@@ -88,8 +89,6 @@ class ControllerRollouts:
     def route(self, app_id: str, policy_name: str) -> str:
         """ "candidate" while a rollout is active (live must not move under it), "rollout" when
         the app asks for automatic canaries, else "live" (the gate's verdict is enough)."""
-        from agent_lightning.publisher.rollouts import auto_rollout_config
-
         if self.manager.active(app_id, policy_name) is not None:
             return "candidate"
         if auto_rollout_config(self.store, app_id, policy_name) is not None:
@@ -97,8 +96,6 @@ class ControllerRollouts:
         return "live"
 
     def start(self, app_id: str, policy_name: str, version: int) -> Any:
-        from agent_lightning.publisher.rollouts import auto_rollout
-
         return auto_rollout(
             self.store, self.audit, app_id, policy_name, version, manager=self.manager
         )

@@ -170,7 +170,7 @@ def create_app(
     install_error_handlers(app)
 
     routers = [health.router, admin.router, telemetry.router, policies.router, dashboard.router]
-    routers += [rollouts.router]  # rollouts, registry and distribution (the publisher's)
+    routers.append(rollouts.router)  # the publisher's: rollouts, registry, distribution
     routers += state.extras.get("routers", [])
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)])
