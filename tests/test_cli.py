@@ -120,3 +120,17 @@ def test_console_script_runs() -> None:
 def test_serve_refuses_half_a_tls_configuration(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["serve", "--tls-cert", str(tmp_path / "c.pem")])
     assert result.exit_code == 1 and "--tls-key" in result.output
+
+
+def test_demo_says_where_it_looked_for_banking77(tmp_path: Path, monkeypatch) -> None:
+    from agent_lightning.cli.demo import banking77_dir
+
+    result = runner.invoke(cli, ["demo", "--banking77", str(tmp_path)])
+    assert result.exit_code == 1
+    words = " ".join(result.output.split())
+    assert f"{tmp_path} has no train.csv" in words and "--banking77 DIR" in words
+    # The environment variable is the same option.
+    monkeypatch.setenv("AGL_BANKING77", str(tmp_path))
+    assert banking77_dir() is None
+    (tmp_path / "train.csv").write_text("text,category\nhi,greeting\n")
+    assert banking77_dir() == tmp_path

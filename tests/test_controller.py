@@ -5,24 +5,24 @@ from __future__ import annotations
 import csv
 import random
 import threading
-from pathlib import Path
 
 import pytest
 
+from agent_lightning.cli.demo import banking77_dir
 from agent_lightning.controller import LearningController
 from agent_lightning.controller.controller import LearnSettings
 from agent_lightning.security.audit import AuditLog
 from agent_lightning.store import PolicyVersion, new_id
 from tests.conftest import Api
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
 INTENTS = ["card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed", "pin_blocked"]
 
 
 def traffic(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    if not DATA.exists():
-        pytest.skip("Banking77 data not found beside the project")
-    with DATA.open() as f:
+    data = banking77_dir()
+    if data is None:
+        pytest.skip("Banking77 not found: set AGL_BANKING77 or keep shared/data beside the project")
+    with (data / "train.csv").open() as f:
         rows = [(r["text"], r["category"]) for r in csv.DictReader(f) if r["category"] in INTENTS]
     random.Random(seed).shuffle(rows)
     return rows[:n]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from agent_lightning.cli.demo import banking77_dir
 from agent_lightning.learning import (
     DecisionBackend,
     InProcessBackend,
@@ -18,7 +17,6 @@ from agent_lightning.learning import (
 )
 from conftest import ACTIONS, make_examples
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking77"
 INTENTS = [
     "card_arrival", "change_pin", "exchange_rate", "lost_or_stolen_card", "terminate_account",
     "top_up_failed", "age_limit", "apple_pay_or_google_pay", "atm_support",
@@ -28,12 +26,13 @@ INTENTS = [
 
 @pytest.fixture(scope="module")
 def small_banking77():
-    if not (DATA / "train.csv").exists():
-        pytest.skip(f"Banking77 not found at {DATA}")
+    data = banking77_dir()
+    if data is None:
+        pytest.skip("Banking77 not found: set AGL_BANKING77 or keep shared/data beside the project")
     rng = np.random.default_rng(0)
 
     def pick(name, per_intent):
-        rows = [r for r in load_intent_csv(DATA / name) if r[1] in INTENTS]
+        rows = [r for r in load_intent_csv(data / name) if r[1] in INTENTS]
         out = []
         for intent in INTENTS:
             mine = [r for r in rows if r[1] == intent]

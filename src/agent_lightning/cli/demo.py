@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -29,7 +30,13 @@ PII_SUFFIXES = [
 ]
 
 
-def banking77_dir() -> Path | None:
+def banking77_dir(explicit: Path | None = None) -> Path | None:
+    """The Banking77 folder (holding train.csv): `explicit`, else `$AGL_BANKING77`, else
+    `shared/data/banking77` beside the working directory or the project. None if absent."""
+    if explicit is None and os.environ.get("AGL_BANKING77"):
+        explicit = Path(os.environ["AGL_BANKING77"])
+    if explicit is not None:
+        return explicit if (explicit / "train.csv").exists() else None
     here = Path(__file__).resolve()
     for base in [Path.cwd(), *here.parents]:
         for candidate in (base / "shared/data/banking77", base.parent / "shared/data/banking77"):
@@ -50,6 +57,7 @@ def run_demo(
     learn_every: int = 250,
     featurizer: str = "hashing",
     seed: int = 0,
+    banking77: Path | None = None,
     data_dir: Path | None = None,
 ) -> dict[str, Any]:
     from agent_lightning import AgentLightningClient
@@ -61,11 +69,13 @@ def run_demo(
     from agent_lightning.server.app import create_app
     from agent_lightning.server.wiring import with_components
 
-    data = banking77_dir()
+    data = banking77_dir(banking77)
     if data is None:
+        source = banking77 or os.environ.get("AGL_BANKING77")
+        where = f"{source} has no train.csv" if source else "none beside the project"
         raise FileNotFoundError(
-            "Banking77 not found: the demo looks for shared/data/banking77/train.csv next to "
-            "the project"
+            f"Banking77 not found ({where}): pass --banking77 DIR, or set AGL_BANKING77, to the "
+            "folder holding train.csv and categories.json"
         )
     queries = load_queries(data / "train.csv")
     intents = json.loads((data / "categories.json").read_text())

@@ -434,6 +434,14 @@ def demo(
     ] = 250,
     featurizer: Annotated[str, typer.Option(help="hashing (default) or minilm.")] = "hashing",
     seed: Annotated[int, typer.Option(help="Shuffle and exploration seed.")] = 0,
+    banking77: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="AGL_BANKING77",
+            help="Folder with Banking77's train.csv and categories.json (default: "
+            "shared/data/banking77 beside the project).",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep the demo database here (default: a temp dir).")
     ] = None,
@@ -448,6 +456,7 @@ def demo(
             learn_every=learn_every,
             featurizer=featurizer,
             seed=seed,
+            banking77=banking77,
             data_dir=data_dir,
         )
     except FileNotFoundError as exc:
