@@ -46,6 +46,15 @@ def controller(api: Api) -> LearningController:
     return ctl
 
 
+def create_policy(api: Api, headers: dict):
+    """The `intents` policy on hashing features, through the API."""
+    return api.client.post(
+        "/v1/policies",
+        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
+        headers=headers,
+    )
+
+
 def play(api: Api, headers: dict, rows: list[tuple[str, str]]) -> float:
     resolved = 0
     for text, label in rows:
@@ -67,11 +76,7 @@ def play(api: Api, headers: dict, rows: list[tuple[str, str]]) -> float:
 def test_learning_registers_gated_versions_with_lineage(api: Api, controller) -> None:
     dev = api.auth("acme", ("Developer",))
     agent = api.auth("acme", ("Agent",))
-    created = api.client.post(
-        "/v1/policies",
-        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
-        headers=dev,
-    )
+    created = create_policy(api, dev)
     assert created.status_code == 201 and created.json()["live_version"] == 1
     rows = traffic(900)  # the five intents have about 600 queries
     # A low-traffic decision point: hold out every 4th decision, so the gate has evidence sooner.
@@ -130,11 +135,7 @@ def test_a_refused_candidate_goes_on_learning_instead_of_starting_over(
     taught = learn_calls
     dev = api.auth("acme", ("Developer",))
     agent = api.auth("acme", ("Agent",))
-    api.client.post(
-        "/v1/policies",
-        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
-        headers=dev,
-    )
+    create_policy(api, dev)
     # A gate that can never be convinced: every task is refused.
     controller.settings = LearnSettings(holdout_every=4, min_eval=10**6)
     rows = traffic(300)
@@ -162,11 +163,7 @@ def test_a_refused_candidate_goes_on_learning_instead_of_starting_over(
 def test_force_registers_and_rollback_through_the_api(api: Api, controller) -> None:
     dev = api.auth("acme", ("Developer",))
     admin = api.auth("acme")
-    api.client.post(
-        "/v1/policies",
-        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
-        headers=dev,
-    )
+    create_policy(api, dev)
     play(api, api.auth("acme", ("Agent",)), traffic(60))
     task = controller.run("acme", {"task": "learn", "policy": "intents", "force": True})
     assert task.result["registered"] is True and task.result["version"] == 2
@@ -188,11 +185,7 @@ def test_force_registers_and_rollback_through_the_api(api: Api, controller) -> N
 
 def test_a_failed_task_says_why_and_leaves_live_untouched(api: Api, controller) -> None:
     dev = api.auth("acme", ("Developer",))
-    api.client.post(
-        "/v1/policies",
-        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
-        headers=dev,
-    )
+    create_policy(api, dev)
     policy = api.store.get_policy("acme", "intents")
     api.store.add_policy_version(
         PolicyVersion(id=new_id(), policy_id=policy.id, artifact=b"AGLP-garbage"),
@@ -210,11 +203,7 @@ def test_tasks_through_the_api_run_in_the_background_and_serving_goes_on(
 ) -> None:
     dev = api.auth("acme", ("Developer",))
     agent = api.auth("acme", ("Agent",))
-    api.client.post(
-        "/v1/policies",
-        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
-        headers=dev,
-    )
+    create_policy(api, dev)
     play(api, agent, traffic(200))
     controller.start()
     try:
@@ -257,11 +246,7 @@ def test_scheduler_starts_a_task_after_enough_decisions(api: Api) -> None:
     ctl = LearningController(
         state.store, state.audit, every_decisions=50, every_seconds=None, poll_seconds=0.05
     )
-    api.client.post(
-        "/v1/policies",
-        json={"name": "intents", "decision_point": "intent", "spec": {"featurizer": "hashing"}},
-        headers=api.auth("acme", ("Developer",)),
-    )
+    create_policy(api, api.auth("acme", ("Developer",)))
     play(api, api.auth("acme", ("Agent",)), traffic(60))
     assert ctl.due() == [("acme", "intents")]
     ctl.start()
