@@ -39,7 +39,10 @@ APP = "support-bot"
 # What customers typed in the demo (cli/demo.py PII_SUFFIXES): none of it may reach a page.
 RAW_PII = ["4111 1111 1111 1111", "jane.doe@example.com", "+44 20 7946 0958", "GB82 WEST"]
 CARD_SESSION = "chat-388"  # message 388 carries the card number (388 % 97 == 0, suffix 0)
-DEMO_INTERACTIONS = 800
+# Enough traffic that a version the gate passes at 400 or 600 messages (the gate needs 30
+# held-out rewards first) still serves several hundred messages: the overview then always has
+# two versions to compare, whichever task passes first.
+DEMO_INTERACTIONS = 1200
 DEMO_LEARN_EVERY = 200
 
 
