@@ -85,6 +85,10 @@ def run_demo(
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="agl-demo-"))
     settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 'demo.db'}")
     state = with_components(settings)
+    if state.controller is not None:
+        # The demo triggers a task every --learn-every rewards itself; the server's own
+        # scheduler would add tasks whenever its thread wakes, so no two runs would match.
+        state.controller.every_decisions = state.controller.every_seconds = None
     app = create_app(settings, state=state)
     server = ThreadedServer(app).start()
     console.print(
