@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -153,6 +154,12 @@ def test_bad_input_gets_clear_4xx_and_stores_nothing(api: Api) -> None:
         "/v1/events/batch", content=json.dumps([{"text": "x" * 1000}] * 2000), headers=headers
     )
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
+    # Policy artifacts are megabytes: their upload route has its own, larger ceiling.
+    big = {"artifact_b64": "A" * (2 * 1024 * 1024), "parent_version": 1}
+    upload = api.client.post("/v1/policies/nope/versions", json=big, headers=api.auth())
+    assert upload.status_code != 413 and upload.status_code < 500
+    elsewhere = api.client.post("/v1/events", json={"text": "x" * (2 * 1024 * 1024)}, headers=h)
+    assert elsewhere.status_code == 413
     bad_cursor = api.client.get("/v1/events", params={"cursor": "zzz"}, headers=api.auth())
     assert bad_cursor.status_code == 400
     assert api.store.count_records("events", "acme") == 0
@@ -274,3 +281,23 @@ def test_request_id_is_echoed(api: Api) -> None:
     response = api.client.get("/v1/health", headers={"X-Request-ID": "abc123"})
     assert response.headers["x-request-id"] == "abc123"
     assert httpx.Headers(response.headers).get("cache-control") == "no-store"
+
+
+def test_policy_artifact_uploads_have_their_own_ceiling(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'agl.db'}",
+        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
+    )
+    store = Store(settings.database_url)
+    api = make_api(replace(settings, max_artifact_bytes=100_000), store)
+    try:
+        over = api.client.post(
+            "/v1/policies/p/versions", json={"artifact_b64": "A" * 200_000}, headers=api.auth()
+        )
+        assert over.status_code == 413 and "100000 bytes" in over.json()["error"]["message"]
+    finally:
+        api.client.close()
+        store.close()

@@ -10,6 +10,8 @@ Environment variables (all optional):
 - `AGL_JWT_SECRET`: signing key for access tokens (default: a key file in the data dir).
 - `AGL_TOKEN_TTL_SECONDS`: lifetime of issued access tokens (default 900).
 - `AGL_MAX_BODY_BYTES`: largest request body accepted (default 1 MiB).
+- `AGL_MAX_ARTIFACT_BYTES`: largest policy-version upload (`POST /v1/policies/{name}/versions`,
+  default 64 MiB): a trained policy keeps its recent examples and is megabytes, not kilobytes.
 - `AGL_MAX_BATCH`: most records in one batch (default 1000).
 - `AGL_RETENTION_EVERY_SECONDS`: how often retention rules are enforced (default hourly).
 - `AGL_OIDC_ISSUER`, `AGL_OIDC_AUDIENCE`, `AGL_OIDC_ROLES_CLAIM`, `AGL_OIDC_APP_CLAIM`: accept
@@ -51,6 +53,7 @@ class Settings:
     jwt_secret: str | None = None
     token_ttl_seconds: int = 900
     max_body_bytes: int = 1024 * 1024
+    max_artifact_bytes: int = 64 * 1024 * 1024
     max_batch: int = 1000
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -74,6 +77,7 @@ class Settings:
             jwt_secret=os.environ.get("AGL_JWT_SECRET") or None,
             token_ttl_seconds=_int_env("AGL_TOKEN_TTL_SECONDS", 900),
             max_body_bytes=_int_env("AGL_MAX_BODY_BYTES", 1024 * 1024),
+            max_artifact_bytes=_int_env("AGL_MAX_ARTIFACT_BYTES", 64 * 1024 * 1024),
             max_batch=_int_env("AGL_MAX_BATCH", 1000),
             oidc_issuer=os.environ.get("AGL_OIDC_ISSUER") or None,
             oidc_audience=os.environ.get("AGL_OIDC_AUDIENCE") or None,

@@ -24,7 +24,9 @@ from agent_lightning.learning import (
     Policy,
     Softmax,
     SquareCB,
+    StaticEmbeddingFeaturizer,
     Thompson,
+    UnionFeaturizer,
     register_featurizer,
 )
 from conftest import ACTIONS, HAS_MINILM, DenseHashing, make_examples
@@ -36,6 +38,10 @@ MINILM_CACHE = tempfile.mkdtemp(prefix="agl-test-embeddings-")
 FEATURIZERS = {
     "hashing": lambda: HashingFeaturizer(n_features=2**12),
     "dense": lambda: DenseHashing(64),
+    "static": lambda: StaticEmbeddingFeaturizer(dims=64),
+    "hybrid": lambda: UnionFeaturizer(
+        [HashingFeaturizer(n_features=2**12), StaticEmbeddingFeaturizer(dims=64)]
+    ),
 }
 if HAS_MINILM:
     FEATURIZERS["minilm"] = lambda: MiniLMFeaturizer(cache_dir=MINILM_CACHE)

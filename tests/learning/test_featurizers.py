@@ -12,6 +12,8 @@ from agent_lightning.learning import (
     LearningError,
     MiniLMFeaturizer,
     SpecError,
+    StaticEmbeddingFeaturizer,
+    UnionFeaturizer,
     action_text,
     make_featurizer,
 )
@@ -109,3 +111,92 @@ def test_old_policy_files_keep_their_features():
            "char_weight": 1.0, "stem": True}  # fmt: skip
     upgraded = make_featurizer(_upgrade_featurizer_config(old))
     assert upgraded.stopwords is False and upgraded.word_weight == 1.0
+
+
+# -- static word vectors and the union (the default "hybrid") ------------------------------------
+
+
+def _cos(X, i: int, j: int) -> float:
+    X = X.toarray() if hasattr(X, "toarray") else X
+    return float(X[i] @ X[j])
+
+
+def test_static_rows_are_unit_norm_and_paraphrases_meet():
+    f = StaticEmbeddingFeaturizer()
+    X = f.transform(
+        ["my card still hasn't come", "when will my new card arrive", "", "exchange rate"]
+    )
+    assert isinstance(X, np.ndarray) and X.shape == (4, 256) and X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), [1.0, 1.0, 0.0, 1.0], atol=1e-5)
+    # Same intent, almost no shared word: dense vectors see it, hashed n-grams barely do.
+    H = HashingFeaturizer().transform(["my card still hasn't come", "when will my new card arrive"])
+    assert _cos(X, 0, 1) > _cos(X, 0, 3) + 0.2
+    assert _cos(X, 0, 1) > _cos(H, 0, 1) + 0.2
+
+
+def test_static_prefix_dims_long_text_and_validation():
+    short = StaticEmbeddingFeaturizer(dims=64).transform(["top up failed"])
+    full = StaticEmbeddingFeaturizer().transform(["top up failed"])
+    prefix = full[0, :64] / np.linalg.norm(full[0, :64])
+    np.testing.assert_allclose(short[0], prefix, atol=1e-5)
+    # A pasted log is cut at a fixed number of tokens: bounded work, same row as its head.
+    long = StaticEmbeddingFeaturizer().transform(["refund " * 50_000])
+    assert np.isfinite(long).all() and np.linalg.norm(long) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(SpecError, match="dims"):
+        StaticEmbeddingFeaturizer(dims=100)
+    assert make_featurizer({"kind": "static", "dims": 128}).dim == 128
+
+
+def test_static_without_the_package_says_what_to_do(monkeypatch):
+    import sys
+
+    fz._wordllama_table.cache_clear()
+    monkeypatch.setitem(sys.modules, "wordllama", None)  # import fails as if not installed
+    try:
+        with pytest.raises(FeaturizerUnavailable, match="wordllama"):
+            StaticEmbeddingFeaturizer().transform(["hello"])
+    finally:
+        monkeypatch.undo()
+        fz._wordllama_table.cache_clear()
+    assert StaticEmbeddingFeaturizer().transform(["hello"]).shape == (1, 256)
+
+
+def test_union_cosine_is_the_weighted_mean_of_the_parts():
+    texts = ["my card still hasn't come", "card arrival", "exchange rate", ""]
+    h, s = HashingFeaturizer(n_features=2**12), StaticEmbeddingFeaturizer(dims=64)
+    u = UnionFeaturizer([h, s], weights=[3, 1])
+    assert u.weights == [0.75, 0.25] and u.sparse and u.dim == 2**12 + 64
+    U, H, S = u.transform(texts), h.transform(texts), s.transform(texts)
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        assert _cos(U, i, j) == pytest.approx(0.75 * _cos(H, i, j) + 0.25 * _cos(S, i, j), abs=1e-5)
+    norms = np.sqrt(np.asarray(U.multiply(U).sum(axis=1)).ravel())
+    np.testing.assert_allclose(norms, [1, 1, 1, 0], atol=1e-5)
+    # One row at a time (a decision) gives exactly the batch's rows (learning, evaluation).
+    for i, t in enumerate(texts):
+        np.testing.assert_array_equal(u.transform([t]).toarray()[0], U.toarray()[i])
+    dense = UnionFeaturizer([{"kind": "static", "dims": 64}, {"kind": "static", "dims": 128}])
+    assert isinstance(dense.transform(texts), np.ndarray) and not dense.sparse
+
+
+def test_union_config_round_trip_presets_and_validation():
+    hybrid = make_featurizer("hybrid")
+    config = hybrid.to_config()
+    # A preset is saved expanded: changing the preset later never changes a saved policy.
+    assert config["kind"] == "union" and [p["kind"] for p in config["parts"]] == [
+        "hashing",
+        "static",
+    ]
+    again = make_featurizer(config)
+    assert again.to_config() == config
+    np.testing.assert_array_equal(
+        hybrid.transform(["lost my card"]).toarray(), again.transform(["lost my card"]).toarray()
+    )
+    for bad in ([], "hashing", [{"kind": "nope"}]):
+        with pytest.raises(SpecError):
+            UnionFeaturizer(bad)
+    with pytest.raises(SpecError, match="weights"):
+        UnionFeaturizer(["hashing", "static"], weights=[1])
+    with pytest.raises(SpecError, match="weights"):
+        UnionFeaturizer(["hashing", "static"], weights=[0, 0])
+    with pytest.raises(SpecError, match="known: .*hybrid"):
+        make_featurizer("word2vec")

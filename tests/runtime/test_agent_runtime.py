@@ -356,9 +356,10 @@ def test_local_decider_rules_zero_shot_and_confidence(spec) -> None:
     assert decider.choose("my printer is broken again", intents).intent == "CreateTicket"
     status = decider.choose("any update on ticket 77?", intents)
     assert status.intent == "CheckStatus" and status.confidence > 0.5
-    # A message like no intent: every score is equal, confidence is chance (1/k): below 0.5.
+    # A message like no intent: no clear winner, so confidence stays under the spec's 0.5
+    # threshold (the runtime asks the customer to rephrase instead of guessing).
     vague = decider.choose("zzz qqq", intents)
-    assert vague.confidence == pytest.approx(1 / len(intents))
+    assert 1 / len(intents) <= vague.confidence < 0.5 < status.confidence
 
 
 def test_local_decider_explores_with_logged_propensities_and_serves_learned_bundles(spec) -> None:

@@ -21,7 +21,7 @@ def run_intents_bench(
     train_file: Path,
     test_file: Path,
     *,
-    featurizer: str = "hashing",
+    featurizer: str = "hybrid",
     feedback: str = "bandit",
     seed: int = 0,
     retrain_every: int | None = None,

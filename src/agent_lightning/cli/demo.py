@@ -55,7 +55,7 @@ def run_demo(
     *,
     interactions: int = 2000,
     learn_every: int = 250,
-    featurizer: str = "hashing",
+    featurizer: str = "hybrid",
     seed: int = 0,
     banking77: Path | None = None,
     data_dir: Path | None = None,

@@ -432,7 +432,12 @@ def demo(
     learn_every: Annotated[
         int, typer.Option(help="Trigger a learning task every N rewards.", min=50)
     ] = 250,
-    featurizer: Annotated[str, typer.Option(help="hashing (default) or minilm.")] = "hashing",
+    featurizer: Annotated[
+        str,
+        typer.Option(
+            help="hybrid (default: hashed n-grams + static word vectors), hashing or minilm."
+        ),
+    ] = "hybrid",
     seed: Annotated[int, typer.Option(help="Shuffle and exploration seed.")] = 0,
     banking77: Annotated[
         Path | None,
@@ -449,6 +454,8 @@ def demo(
     """Watch a support bot learn: server on SQLite, SDK over HTTP, Banking77 traffic."""
     from agent_lightning.cli.demo import run_demo
 
+    if featurizer not in ("hybrid", "hashing", "minilm"):
+        raise fail("--featurizer must be hybrid, hashing or minilm")
     try:
         run_demo(
             console,
@@ -512,7 +519,12 @@ app.add_typer(bench_app, name="bench")
 def bench_intents(
     train_file: Annotated[Path, typer.Option("--train", help="CSV with text,category (learn).")],
     test_file: Annotated[Path, typer.Option("--test", help="CSV with text,category (report).")],
-    featurizer: Annotated[str, typer.Option(help="hashing or minilm.")] = "hashing",
+    featurizer: Annotated[
+        str,
+        typer.Option(
+            help="hybrid (default: hashed n-grams + static word vectors), hashing or minilm."
+        ),
+    ] = "hybrid",
     feedback: Annotated[
         str, typer.Option(help="bandit (resolved or not) or correction (the right intent).")
     ] = "bandit",
@@ -530,8 +542,8 @@ def bench_intents(
     for path in (train_file, test_file):
         if not path.is_file():
             raise fail(f"{path} does not exist")
-    if featurizer not in ("hashing", "minilm"):
-        raise fail("--featurizer must be hashing or minilm")
+    if featurizer not in ("hybrid", "hashing", "minilm"):
+        raise fail("--featurizer must be hybrid, hashing or minilm")
     if feedback not in ("bandit", "correction"):
         raise fail("--feedback must be bandit or correction")
     try:

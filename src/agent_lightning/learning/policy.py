@@ -168,7 +168,7 @@ class Policy:
 
     def __init__(
         self,
-        featurizer: Featurizer | str | Mapping[str, Any] = "hashing",
+        featurizer: Featurizer | str | Mapping[str, Any] = "hybrid",
         learner: Learner | str | Mapping[str, Any] = "linucb",
         exploration: Exploration | str | Mapping[str, Any] = "squarecb",
         warm_start: str = "zero_shot",
@@ -575,7 +575,7 @@ _SPEC_KEYS = {
 }  # fmt: skip
 
 DEFAULT_SPEC: dict[str, Any] = {
-    "featurizer": "hashing",
+    "featurizer": "hybrid",
     "learner": {"kind": "linucb", "l2": 0.5},
     "exploration": {"kind": "squarecb", "gamma": 10000.0},
     "warm_start": "zero_shot",

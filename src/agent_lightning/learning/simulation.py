@@ -234,6 +234,12 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
         "exploration": {"kind": "squarecb", "gamma": 10000.0},
         "warm_start": {"kind": "zero_shot", "scale": 1.0},
     },
+    "hybrid": {
+        "featurizer": {"kind": "hybrid"},
+        "learner": {"kind": "linucb", "l2": 0.5},
+        "exploration": {"kind": "squarecb", "gamma": 10000.0},
+        "warm_start": {"kind": "zero_shot", "scale": 1.0},
+    },
     "minilm": {
         "featurizer": {"kind": "minilm"},
         "learner": {"kind": "linucb", "l2": 1.0},
@@ -288,7 +294,7 @@ def supervised_ceiling(
 def run_intent_benchmark(
     train: Sequence[tuple[str, str]],
     test: Sequence[tuple[str, str]],
-    featurizer: str = "hashing",
+    featurizer: str = "hybrid",
     feedback: str = "bandit",
     seed: int = 0,
     backend: DecisionBackend | None = None,

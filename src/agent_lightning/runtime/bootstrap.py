@@ -79,7 +79,7 @@ def _document(name: str, description: str, intents: list[dict[str, Any]]) -> dic
         "version": 1,
         "description": description,
         "decision_point": "intent",
-        "learner": {"featurizer": "hashing", "learner": "linucb", "warm_start": "zero_shot"},
+        "learner": {"featurizer": "hybrid", "learner": "linucb", "warm_start": "zero_shot"},
         "confidence_threshold": _threshold(len(intents)),
         "low_confidence": "clarify",
         "clarify_message": "Sorry, I did not understand. Could you rephrase your question?",

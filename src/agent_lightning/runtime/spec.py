@@ -29,7 +29,7 @@ from agent_lightning.runtime.templating import variables
 NAME_PATTERN = r"^[A-Za-z0-9._\-]+$"
 TEMPLATE_ROOTS = ("message", "user_id", "session_id", "intent", "last", "kb", "slots", "attributes")
 DEFAULT_LEARNER: dict[str, Any] = {
-    "featurizer": "hashing",
+    "featurizer": "hybrid",
     "learner": "linucb",
     "warm_start": "zero_shot",
 }

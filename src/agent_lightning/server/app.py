@@ -7,6 +7,7 @@ and refuses to start if any route is missing from the access table.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from contextlib import asynccontextmanager
 
@@ -28,12 +29,30 @@ from agent_lightning.store import Store
 log = logging.getLogger("agent_lightning.server")
 
 
+# Policy-version uploads carry a base64 artifact: they get `max_artifact_bytes`, not the 1 MiB.
+ARTIFACT_UPLOAD_PATHS = re.compile(rf"{API_PREFIX}/policies/[^/]+/versions")
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over the limit with 413 before reading them whole (pure ASGI, streaming)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        large_paths: re.Pattern[str] | None = None,
+        large_max_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Routes whose bodies are legitimately big (policy artifacts) get their own ceiling.
+        self.large_paths = large_paths
+        self.large_max_bytes = large_max_bytes or max_bytes
+
+    def _limit(self, scope: Scope) -> int:
+        if self.large_paths is not None and self.large_paths.fullmatch(scope.get("path", "")):
+            return self.large_max_bytes
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,9 +60,10 @@ class BodyLimitMiddleware:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        limit = self._limit(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, send, request_id)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send, request_id, limit)
             return
         received = 0
         too_large = False
@@ -53,7 +73,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise _BodyTooLarge
             return message
@@ -73,16 +93,16 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._too_large(scope, send, request_id)
+                await self._too_large(scope, send, request_id, limit)
 
-    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+    async def _too_large(self, scope: Scope, send: Send, request_id: str, limit: int) -> None:
         import json
 
         body = json.dumps(
             {
                 "error": {
                     "code": "payload_too_large",
-                    "message": f"the request body is larger than {self.max_bytes} bytes",
+                    "message": f"the request body is larger than {limit} bytes",
                 },
                 "request_id": request_id,
             }
@@ -182,7 +202,12 @@ def create_app(
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        large_paths=ARTIFACT_UPLOAD_PATHS,
+        large_max_bytes=settings.max_artifact_bytes,
+    )
     instrument_app(app, state)  # outermost: counts 413s too
     check_route_table(app, routers)
     dashboard.mount_dashboard(app)  # GET / and /static/*: the page holds no data itself

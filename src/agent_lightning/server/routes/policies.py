@@ -27,7 +27,7 @@ class PolicyCreate(BaseModel):
     description: str = Field("", max_length=2000)
     spec: dict[str, Any] = Field(
         default_factory=dict,
-        description="learner spec, e.g. {'featurizer': 'hashing', 'learner': 'linucb', "
+        description="learner spec, e.g. {'featurizer': 'hybrid', 'learner': 'linucb', "
         "'warm_start': 'zero_shot'}; with a spec, version 1 (untrained) is registered and live",
     )
 
