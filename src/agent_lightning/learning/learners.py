@@ -37,11 +37,45 @@ def _rows(X: Matrix, idx: np.ndarray | list[int]) -> Matrix:
 
 
 def _gram(A: Matrix, B: Matrix) -> np.ndarray:
-    """A @ B.T as a dense float64 array, for dense or sparse inputs."""
-    out = A @ B.T
-    if sparse.issparse(out):
-        out = out.toarray()
-    return np.asarray(out, dtype=np.float64)
+    """A @ B.T as a dense float64 array, for dense or sparse inputs.
+
+    Sparse rows may carry a dense block (a union featurizer's embedding columns), which makes
+    scipy's sparse x sparse product slow. A few rows in B: restrict both to B's columns and
+    multiply by B densely. Many: columns used by at least half of the rows go through BLAS,
+    the rest stay sparse. Both are exact rearrangements of the same sums.
+    """
+    if not sparse.issparse(A):
+        out = A @ B.T
+        return np.asarray(out.toarray() if sparse.issparse(out) else out, dtype=np.float64)
+    A, B = sparse.csr_matrix(A), sparse.csr_matrix(B)
+    if B.shape[0] <= 128:  # a few new rows against an arm's window: B's columns, B dense
+        cols = np.unique(B.indices)
+        return np.asarray(A[:, cols] @ B[:, cols].T.toarray(), dtype=np.float64)
+    d = A.shape[1]
+    uses = np.bincount(A.indices, minlength=d) + np.bincount(B.indices, minlength=d)
+    dense_cols = np.flatnonzero(uses * 2 >= A.shape[0] + B.shape[0])
+    if dense_cols.size < 16:
+        return np.asarray((A @ B.T).toarray(), dtype=np.float64)
+    position = np.full(d, -1, dtype=np.int64)
+    position[dense_cols] = np.arange(dense_cols.size)
+    As, Ad = _split_columns(A, position, dense_cols.size)
+    Bs, Bd = _split_columns(B, position, dense_cols.size)
+    return (As @ Bs.T).toarray().astype(np.float64) + Ad @ Bd.T
+
+
+def _split_columns(X: sparse.csr_matrix, position: np.ndarray, k: int):
+    """(rows without the dense columns as CSR, the dense columns as a float64 (n, k) array)."""
+    n = X.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(X.indptr))
+    pos = position[X.indices]
+    dense = pos >= 0
+    D = np.zeros((n, k), dtype=np.float64)
+    D[rows[dense], pos[dense]] = X.data[dense]
+    keep = ~dense
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(np.bincount(rows[keep], minlength=n))
+    S = sparse.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+    return S, D
 
 
 def _sq_norms(X: Matrix) -> np.ndarray:
