@@ -130,9 +130,20 @@ def test_learning_registers_gated_versions_with_lineage(api: Api, controller) ->
 
 
 def test_a_refused_candidate_goes_on_learning_instead_of_starting_over(
-    api: Api, controller, learn_calls
+    api: Api, controller, learn_calls, monkeypatch
 ) -> None:
     taught = learn_calls
+    # Which decisions each task reads from the store (the evaluation window's reads aside).
+    reads: list[int] = []
+    real_read = api.store.training_examples
+
+    def counting_read(*args, **kwargs):
+        out = real_read(*args, **kwargs)
+        if not kwargs.get("newest"):
+            reads.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(api.store, "training_examples", counting_read)
     dev = api.auth("acme", ("Developer",))
     agent = api.auth("acme", ("Agent",))
     create_policy(api, dev)
@@ -148,11 +159,12 @@ def test_a_refused_candidate_goes_on_learning_instead_of_starting_over(
     # 4th decision is held out) but was taught only the 75 that arrived since the first.
     assert (first["metrics"]["trained_on"], second["metrics"]["trained_on"]) == (75, 150)
     assert taught == [75, 75]
+    assert reads == [100, 100]  # and it read only the 100 new decisions from the store
     forced = controller.run("acme", {"task": "learn", "policy": "intents", "force": True}).result
     assert forced["registered"] is True and forced["metrics"]["trained_on"] == 150
     assert taught == [75, 75, 0]  # nothing new arrived: nothing more to teach
     version = api.client.get("/v1/policies/intents/versions", headers=dev).json()["items"][-1]
-    assert version["data_range"]["count"] == 200
+    assert version["data_range"]["count"] == 200 and reads[-1] == 0
     # Once it is a version it is never taught again: the next task starts from a fresh clone.
     play(api, agent, rows[200:300])
     taught.clear()

@@ -120,6 +120,14 @@ def to_logged(example: TrainingExample, action_cache: dict[tuple, tuple] | None 
     )
 
 
+@dataclass
+class _Reads:
+    after_pk: int  # the live version's data end: where these reads started
+    last_pk: int
+    examples: list[TrainingExample]
+    logged: list[tuple[int, Any]]
+
+
 class LearningController:
     honours_pause = True
 
@@ -155,6 +163,8 @@ class LearningController:
         self._windows: dict[tuple[str, str], tuple[int, list[tuple[int, Any]]]] = {}
         # (app, policy) -> the last refused candidate, owned by (live version, its data end)
         self._candidates: dict[tuple[str, str], IncrementalCandidate] = {}
+        # (app, policy) -> what earlier tasks of the same live version already read (see `_read`)
+        self._reads: dict[tuple[str, str], _Reads] = {}
         self._queue: queue.Queue[tuple[str, str, dict, Actor] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -337,9 +347,7 @@ class LearningController:
         except LearningError as exc:
             raise TaskError(f"cannot load the live version: {exc}") from None
         after_pk = int((parent_row.data_range or {}).get("to_pk", 0)) if parent_row else 0
-        examples, last_pk = self.store.training_examples(
-            app_id, policy.decision_point, after_pk=after_pk, limit=max_examples
-        )
+        examples, logged, last_pk = self._read(app_id, policy, after_pk, max_examples)
         base = {
             "policy": policy_name,
             "parent_version": policy.live_version,
@@ -354,9 +362,8 @@ class LearningController:
         every = self.settings.holdout_every
         train: list[tuple[int, Any]] = []
         held_new: list[tuple[int, Any]] = []
-        for example in examples:
-            pk = example.decision.pk
-            (held_new if pk % every == 0 else train).append((pk, self._logged(example)))
+        for pk, lg in logged:
+            (held_new if pk % every == 0 else train).append((pk, lg))
         window = self._held_out_window(app_id, policy, after_pk)
         pool = window + held_new
         overflow = max(0, len(pool) - self.settings.eval_window)
@@ -376,6 +383,7 @@ class LearningController:
             metrics, passed = self._gate(pending.policy, parent, [lg for _, lg in evaluation])
         except BaseException:
             self._candidates.pop(key, None)  # it may be half-taught: start over next time
+            self._reads.pop(key, None)
             raise
         candidate = pending.policy
         metrics.update(trained_on=len(training), held_out=len(held_new), graduated=len(graduated))
@@ -392,6 +400,7 @@ class LearningController:
         registered = passed or force
         if registered:
             self._candidates.pop(key, None)  # it becomes a version: never taught again
+            self._reads.pop(key, None)
         if not registered:
             return {
                 **base,
@@ -426,6 +435,30 @@ class LearningController:
             "forced": force and not passed,
             "metrics": metrics,
         }
+
+    def _read(
+        self, app_id: str, policy: Policy, after_pk: int, max_examples: int | None
+    ) -> tuple[list[TrainingExample], list[tuple[int, Any]], int]:
+        """Settled decisions after `after_pk`: (examples, (pk, logged) pairs, last pk read).
+
+        Until a version is registered every task of a policy starts at the same `after_pk`, so
+        the decisions earlier tasks read are kept and only newer ones are read from the store:
+        decoding every stored decision again each task was most of a task's time. The kept
+        rows are the ones the refused candidate already learned, so both see the same values.
+        """
+        key = (app_id, policy.name)
+        kept = self._reads.get(key) if max_examples is None else None
+        if kept is None or kept.after_pk != after_pk:
+            kept = _Reads(after_pk, after_pk, [], [])
+        new, last_pk = self.store.training_examples(
+            app_id, policy.decision_point, after_pk=kept.last_pk, limit=max_examples
+        )
+        kept.examples.extend(new)
+        kept.logged.extend((e.decision.pk, self._logged(e)) for e in new)
+        kept.last_pk = max(kept.last_pk, last_pk)
+        if max_examples is None:
+            self._reads[key] = kept
+        return list(kept.examples), list(kept.logged), kept.last_pk
 
     def _logged(self, example: TrainingExample) -> Any:
         return to_logged(example, self._action_cache)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import json
 import math
 import os
 import re
@@ -42,6 +43,30 @@ from agent_lightning.learning.errors import FeaturizerUnavailable, SpecError
 from agent_lightning.learning.types import Action
 
 Matrix = np.ndarray | sparse.csr_matrix
+
+
+_MEMOS: dict[tuple, OrderedDict] = {}
+MEMO_ROWS = 50_000  # rows kept per featurizer configuration
+
+
+def _shared_memo(key: tuple) -> OrderedDict:
+    """Text -> row memo shared by every featurizer instance with the same configuration.
+
+    Each policy version loaded from its artifact gets new featurizer instances; sharing the
+    memo means a text is featurized once per process, not once per version. Bounded: past
+    `MEMO_ROWS` the oldest half goes (see `_remember`).
+    """
+    return _MEMOS.setdefault(key, OrderedDict())
+
+
+def _remember(memo: OrderedDict, text: str, row: Any) -> None:
+    memo[text] = row
+    if len(memo) > MEMO_ROWS:
+        for _ in range(MEMO_ROWS // 2):
+            try:
+                memo.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
 
 
 class Featurizer(ABC):
@@ -185,7 +210,9 @@ class HashingFeaturizer(Featurizer):
         self.stem = bool(stem)
         self.stopwords = bool(stopwords)
         self.word_weight = float(word_weight)
-        self._rows: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._rows: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = _shared_memo(
+            (self.name, json.dumps(self._params(), sort_keys=True))
+        )
 
     @property
     def dim(self) -> int:
@@ -246,10 +273,7 @@ class HashingFeaturizer(Featurizer):
         vals = np.fromiter((row[c] for c in cols), dtype=np.float64, count=len(cols))
         norm = math.sqrt(float(vals @ vals)) or 1.0
         out = (np.asarray(cols, dtype=np.int32), (vals / norm).astype(np.float32))
-        self._rows[text] = out
-        if len(self._rows) > 50_000:  # bounded: the oldest half goes
-            for _ in range(25_000):
-                self._rows.popitem(last=False)
+        _remember(self._rows, text, out)
         return out
 
     def _transform(self, texts: list[str]) -> sparse.csr_matrix:
@@ -454,7 +478,7 @@ class StaticEmbeddingFeaturizer(Featurizer):
         if int(dims) not in self.DIMS:
             raise SpecError(f"StaticEmbeddingFeaturizer dims must be one of {self.DIMS}")
         self.dims = int(dims)
-        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._rows: OrderedDict[str, np.ndarray] = _shared_memo((self.name, self.dims))
 
     @property
     def dim(self) -> int:
@@ -479,9 +503,7 @@ class StaticEmbeddingFeaturizer(Featurizer):
                 ids = ids[(ids >= 0) & (ids < table.shape[0])]
                 vec = table[ids, : self.dims].mean(axis=0) if ids.size else np.zeros(self.dims)
                 norm = float(np.linalg.norm(vec))
-                self._rows[text] = (vec / norm if norm else vec).astype(np.float32)
-            while len(self._rows) > 50_000:  # bounded, like the hashing memo
-                self._rows.popitem(last=False)
+                _remember(self._rows, text, (vec / norm if norm else vec).astype(np.float32))
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
         for i, text in enumerate(texts):
             row = self._rows.get(text)
