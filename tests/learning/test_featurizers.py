@@ -154,7 +154,8 @@ def test_static_without_the_package_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "wordllama", None)  # import fails as if not installed
     try:
         with pytest.raises(FeaturizerUnavailable, match="wordllama"):
-            StaticEmbeddingFeaturizer().transform(["hello"])
+            # A text no earlier test featurized: rows are memoised per process.
+            StaticEmbeddingFeaturizer().transform(["a text only this test uses 7f3a"])
     finally:
         monkeypatch.undo()
         fz._wordllama_table.cache_clear()
