@@ -148,10 +148,8 @@ def test_static_prefix_dims_long_text_and_validation():
 
 
 def test_static_without_the_package_says_what_to_do(monkeypatch):
-    import sys
-
     fz._wordllama_table.cache_clear()
-    monkeypatch.setitem(sys.modules, "wordllama", None)  # import fails as if not installed
+    monkeypatch.setattr(fz, "_wordllama_root", lambda: None)  # as if not installed
     try:
         with pytest.raises(FeaturizerUnavailable, match="wordllama"):
             # A text no earlier test featurized: rows are memoised per process.
@@ -160,6 +158,23 @@ def test_static_without_the_package_says_what_to_do(monkeypatch):
         monkeypatch.undo()
         fz._wordllama_table.cache_clear()
     assert StaticEmbeddingFeaturizer().transform(["hello"]).shape == (1, 256)
+
+
+def test_static_leaves_the_host_logging_alone():
+    import logging
+    import subprocess
+    import sys
+
+    # wordllama's __init__ calls logging.basicConfig(level=INFO); we never import it.
+    code = (
+        "import logging, sys\n"
+        "from agent_lightning.learning import StaticEmbeddingFeaturizer\n"
+        "StaticEmbeddingFeaturizer().transform(['hello there'])\n"
+        "root = logging.getLogger()\n"
+        "print('wordllama' in sys.modules, root.level, len(root.handlers))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", str(logging.WARNING), "0"]
 
 
 def test_union_cosine_is_the_weighted_mean_of_the_parts():

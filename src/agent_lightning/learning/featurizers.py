@@ -429,6 +429,21 @@ _STATIC_HINT = (
 )
 
 
+def _wordllama_root() -> Path | None:
+    """Folder of the installed `wordllama` package, found without importing it.
+
+    Importing `wordllama` calls `logging.basicConfig(level=INFO)`, which would turn on every
+    INFO log of the host process; we only need its bundled files.
+    """
+    try:
+        spec = importlib.util.find_spec("wordllama")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 @lru_cache(maxsize=1)
 def _wordllama_table() -> tuple[Any, np.ndarray]:
     """(tokenizer, float32 token table) of WordLlama's bundled l2_supercat model, loaded once.
@@ -436,20 +451,21 @@ def _wordllama_table() -> tuple[Any, np.ndarray]:
     Read straight from the installed wheel: `WordLlama.load()` looks for the tokenizer in a
     folder the wheel does not ship and then tries the network, which this product never does.
     """
+    root = _wordllama_root()
     try:
-        import wordllama
         from safetensors import safe_open
         from tokenizers import Tokenizer
     except ImportError as exc:
         raise FeaturizerUnavailable(_STATIC_HINT) from exc
-    root = Path(wordllama.__file__).parent
+    if root is None:
+        raise FeaturizerUnavailable(_STATIC_HINT)
     try:
         tokenizer = Tokenizer.from_file(
             str(root / "tokenizers" / "l2_supercat_tokenizer_config.json")
         )
         with safe_open(str(root / "weights" / "l2_supercat_256.safetensors"), framework="np") as f:
             table = np.ascontiguousarray(f.get_tensor("embedding.weight"), dtype=np.float32)
-    except (OSError, KeyError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
         raise FeaturizerUnavailable(f"{_STATIC_HINT} (bundled model unreadable: {exc})") from exc
     # Bounded work per text: a pasted log must not blow up a padded batch.
     tokenizer.enable_truncation(max_length=_STATIC_MAX_TOKENS)
