@@ -197,7 +197,7 @@ def start_gateway(tmp: Path, upstream: str) -> tuple[subprocess.Popen, str, str]
     }
     process = spawn(
         [
-            sys.executable, "-m", "uvicorn", "agent_lightning.gateway.mount:server_app_from_env",
+            sys.executable, "-m", "uvicorn", "agent_lightning.server.main:app_from_env",
             "--factory", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
             "--http", "httptools", "--no-access-log", "--log-level", "warning",
         ],

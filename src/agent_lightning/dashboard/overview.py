@@ -21,24 +21,10 @@ from agent_lightning.dashboard._json import clean, ratio, version_label
 from agent_lightning.dashboard.buckets import starts
 from agent_lightning.dashboard.queries import OTHER, DashboardData
 from agent_lightning.dashboard.rollup import Fetched
-from agent_lightning.store import App
+from agent_lightning.store import App, outcome_settings
 
-DEFAULT_ESCALATION = ("escalate",)
-DEFAULT_SLA_MS = 2000.0
 TOP_INTENTS = 12
 MAX_VERSION_SERIES = 8
-
-
-def dashboard_settings(app: App) -> tuple[tuple[str, ...], float]:
-    """The app's escalation actions and latency target (from `settings.dashboard`)."""
-    own = (app.settings or {}).get("dashboard") or {}
-    actions = own.get("escalation_actions")
-    escalation = (
-        tuple(str(a) for a in actions)[:50] if isinstance(actions, list) else DEFAULT_ESCALATION
-    )
-    target = own.get("sla_target_ms")
-    sla = float(target) if isinstance(target, int | float) and target > 0 else DEFAULT_SLA_MS
-    return escalation, sla
 
 
 def _version_series(
@@ -89,7 +75,7 @@ def _version_series(
 def build_overview(
     data: DashboardData, app: App, bucket: str, since: datetime, until: datetime
 ) -> dict[str, Any]:
-    escalation, sla_target = dashboard_settings(app)
+    escalation, sla_target = outcome_settings(app)
     xs = starts(since, until, bucket)
     index = {at: i for i, at in enumerate(xs)}
     size = len(xs)

@@ -23,11 +23,10 @@ from typing import Any
 from agent_lightning.dashboard._json import clean, ratio
 from agent_lightning.dashboard.buckets import as_utc
 from agent_lightning.dashboard.learning import version_row
-from agent_lightning.dashboard.overview import dashboard_settings
 from agent_lightning.dashboard.queries import DashboardData
 from agent_lightning.publisher.models import ACTIVE, Rollout
 from agent_lightning.publisher.rollouts import RolloutManager, auto_rollout_config
-from agent_lightning.store import App, Store, utcnow
+from agent_lightning.store import App, Store, outcome_settings, utcnow
 
 GUARDRAIL_WINDOW = timedelta(days=7)
 PAST_ROLLOUTS = 20  # ended rollouts shown per policy
@@ -101,7 +100,7 @@ def _observed(
     data: DashboardData, app: App, now: datetime
 ) -> dict[tuple[str | None, int | None], dict[str, float]]:
     """Per (policy, version), last 7 days: rewards, positive, sum, decisions, escalated."""
-    escalation, _ = dashboard_settings(app)
+    escalation, _ = outcome_settings(app)
     since = now - GUARDRAIL_WINDOW
     out: dict[tuple[str | None, int | None], dict[str, float]] = {}
 

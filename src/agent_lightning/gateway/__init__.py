@@ -25,10 +25,8 @@ from agent_lightning.gateway.errors import GatewayError
 from agent_lightning.gateway.models import GatewaySpan
 from agent_lightning.gateway.mount import (
     GatewayDispatcher,
-    create_gateway_app,
     mount_gateway,
     mount_gateway_if_configured,
-    server_app_from_env,
 )
 from agent_lightning.gateway.policy import Choice, PolicyApplier, Variant
 from agent_lightning.gateway.sink import SpanSink
@@ -52,12 +50,10 @@ __all__ = [
     "SpanWriter",
     "Variant",
     "count_spans",
-    "create_gateway_app",
     "is_gateway_path",
     "list_spans",
     "load_runtime_config",
     "mount_gateway",
     "mount_gateway_if_configured",
     "parse_runtime_config",
-    "server_app_from_env",
 ]

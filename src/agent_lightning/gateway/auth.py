@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_lightning.gateway.errors import GatewayError, unauthorized
+from agent_lightning.security.principal import Principal
 from agent_lightning.security.rbac import Permission, Role, allowed, roles_from_claims
 
 
@@ -141,8 +142,6 @@ class GatewayAuthenticator:
                 or not verify_secret(parsed[1], key.secret_hash)
             ):
                 raise unauthorized("the API key is not valid or has been revoked", "invalid_token")
-            from agent_lightning.server.auth import Principal
-
             principal = Principal(
                 key.owner, key.app_id, tuple(Role(r) for r in key.roles), "api_key", key.id
             )

@@ -80,37 +80,3 @@ def mount_gateway_if_configured(app: Any, state: Any) -> Gateway | None:
         log.info("no runtime configuration at %s: the gateway is off", path)
         return None
     return mount_gateway(app, state, load_runtime_config(path))
-
-
-def create_gateway_app(
-    settings: Any | None = None,
-    config: RuntimeConfig | None = None,
-    *,
-    state: Any | None = None,
-) -> Gateway:
-    """The gateway alone, as an ASGI app with its own lifespan (no REST API)."""
-    from agent_lightning.config import Settings
-    from agent_lightning.server.state import build_state
-
-    settings = settings or Settings.from_env()
-    state = state or build_state(settings)
-    return Gateway(state, config or load_runtime_config())
-
-
-def gateway_from_env() -> Gateway:
-    """`uvicorn agent_lightning.gateway.mount:gateway_from_env --factory`"""
-    return create_gateway_app()
-
-
-def server_app_from_env() -> Any:
-    """The full server (REST API + gateway): `uvicorn ...mount:server_app_from_env --factory`."""
-    from agent_lightning.config import Settings
-    from agent_lightning.server.app import create_app
-    from agent_lightning.server.wiring import with_components
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
-    state = with_components(settings)
-    app = create_app(settings, state=state)
-    mount_gateway(app, state)
-    return app

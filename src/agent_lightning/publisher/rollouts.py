@@ -56,6 +56,7 @@ from agent_lightning.store import (
     PolicyVersion,
     Store,
     new_id,
+    outcome_settings,
     utcnow,
 )
 
@@ -621,10 +622,8 @@ class RolloutManager:
 
     def arms(self, row: Rollout) -> tuple[ArmStats, ArmStats]:
         """(candidate, baseline) statistics since the rollout started."""
-        from agent_lightning.dashboard.overview import dashboard_settings
-
         app = self.store.get_app(row.app_id)
-        escalation, _ = dashboard_settings(app)
+        escalation, _ = outcome_settings(app)
         options = {"escalation_actions": escalation, "aggregation": app.reward_aggregation}
         candidate = arm_stats(
             self.store,

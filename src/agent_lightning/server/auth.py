@@ -16,31 +16,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from agent_lightning.security.audit import Actor
-from agent_lightning.security.rbac import Permission, Role, allowed, roles_from_claims
+from agent_lightning.security.principal import Principal
+from agent_lightning.security.rbac import Role, roles_from_claims
 from agent_lightning.server.errors import APIError
-
-
-@dataclass(frozen=True)
-class Principal:
-    subject: str
-    app_id: str
-    roles: tuple[Role, ...]
-    kind: str  # client | api_key | oidc
-    token_id: str | None = None
-    remote_addr: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
-
-    def can(self, permission: Permission | None) -> bool:
-        return allowed(self.roles, permission)
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(self.subject, self.kind, self.app_id, self.remote_addr)
 
 
 def _unauthorized(message: str, code: str = "unauthorized") -> APIError:

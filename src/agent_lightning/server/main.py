@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from agent_lightning.config import Settings
+from agent_lightning.gateway.app import Gateway
+from agent_lightning.gateway.config import RuntimeConfig
 
 
 def app_from_env() -> FastAPI:
@@ -24,3 +28,23 @@ def app_from_env() -> FastAPI:
     # The OpenAI-compatible gateway, when runtimes/runtime.yaml (or $AGL_RUNTIME_CONFIG) exists.
     mount_gateway_if_configured(app, state)
     return app
+
+
+def create_gateway_app(
+    settings: Settings | None = None,
+    config: RuntimeConfig | None = None,
+    *,
+    state: Any | None = None,
+) -> Gateway:
+    """The gateway alone, as an ASGI app with its own lifespan (no REST API)."""
+    from agent_lightning.gateway.config import load_runtime_config
+    from agent_lightning.server.state import build_state
+
+    settings = settings or Settings.from_env()
+    state = state or build_state(settings)
+    return Gateway(state, config or load_runtime_config())
+
+
+def gateway_from_env() -> Gateway:
+    """`uvicorn agent_lightning.server.main:gateway_from_env --factory`"""
+    return create_gateway_app()

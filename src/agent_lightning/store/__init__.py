@@ -28,6 +28,7 @@ from agent_lightning.store.store import (
     app_settings,
     content_hash,
     new_id,
+    outcome_settings,
     utcnow,
 )
 
@@ -58,5 +59,6 @@ __all__ = [
     "app_settings",
     "content_hash",
     "new_id",
+    "outcome_settings",
     "utcnow",
 ]

@@ -696,6 +696,27 @@ def app_settings(app: App) -> dict[str, Any]:
     }
 
 
+DEFAULT_ESCALATION_ACTIONS = ("escalate",)
+DEFAULT_SLA_TARGET_MS = 2000.0
+
+
+def outcome_settings(app: App) -> tuple[tuple[str, ...], float]:
+    """The app's escalation actions and latency target, from `settings.dashboard`.
+
+    Read by the dashboard and by rollout guardrails alike, so "escalated" means the same in both.
+    """
+    own = (app.settings or {}).get("dashboard") or {}
+    actions = own.get("escalation_actions")
+    escalation = (
+        tuple(str(a) for a in actions)[:50]
+        if isinstance(actions, list)
+        else DEFAULT_ESCALATION_ACTIONS
+    )
+    target = own.get("sla_target_ms")
+    sla = float(target) if isinstance(target, int | float) and target > 0 else DEFAULT_SLA_TARGET_MS
+    return escalation, sla
+
+
 def _apply_filters(query: Select, model: Any, filters: Filters) -> Select:
     if filters.since is not None:
         query = query.where(model.created_at >= filters.since)
