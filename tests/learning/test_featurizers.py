@@ -216,3 +216,14 @@ def test_union_config_round_trip_presets_and_validation():
         UnionFeaturizer(["hashing", "static"], weights=[0, 0])
     with pytest.raises(SpecError, match="known: .*hybrid"):
         make_featurizer("word2vec")
+
+
+def test_static_batch_larger_than_the_memo_keeps_every_row(monkeypatch):
+    # A batch that evicts its own first rows from the shared memo must still return them all.
+    texts = [f"memo eviction probe {word} number {i}" for i, word in enumerate("abcdefghij")]
+    expected = np.vstack([fz.StaticEmbeddingFeaturizer(dims=64).transform([t]) for t in texts])
+    monkeypatch.setattr(fz, "MEMO_ROWS", 2)
+    monkeypatch.setattr(fz, "_MEMOS", {})
+    got = fz.StaticEmbeddingFeaturizer(dims=64).transform(texts)
+    np.testing.assert_array_equal(got, expected)
+    assert len(fz._MEMOS[("static", 64)]) <= 3

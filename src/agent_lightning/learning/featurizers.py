@@ -499,7 +499,10 @@ class StaticEmbeddingFeaturizer(Featurizer):
         return {"dims": self.dims}
 
     def _transform(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
+        # Rows of this batch are kept locally too: a big batch may evict its own rows from the
+        # shared memo before they are copied out.
+        rows = {t: self._rows.get(t) for t in dict.fromkeys(texts)}
+        missing = [t for t, row in rows.items() if row is None]
         if missing:
             tokenizer, table = _wordllama_table()
             for text, enc in zip(
@@ -509,11 +512,11 @@ class StaticEmbeddingFeaturizer(Featurizer):
                 ids = ids[(ids >= 0) & (ids < table.shape[0])]
                 vec = table[ids, : self.dims].mean(axis=0) if ids.size else np.zeros(self.dims)
                 norm = float(np.linalg.norm(vec))
-                _remember(self._rows, text, (vec / norm if norm else vec).astype(np.float32))
-        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+                rows[text] = (vec / norm if norm else vec).astype(np.float32)
+                _remember(self._rows, text, rows[text])
+        out = np.empty((len(texts), self.dims), dtype=np.float32)
         for i, text in enumerate(texts):
-            row = self._rows.get(text)
-            out[i] = row if row is not None else self._transform([text])[0]
+            out[i] = rows[text]
         return out
 
 
@@ -568,7 +571,7 @@ class UnionFeaturizer(Featurizer):
 
     def _transform(self, texts: list[str]) -> Matrix:
         n = len(texts)
-        blocks = [p._transform(texts) for p in self.parts]
+        blocks = [p.transform(texts) for p in self.parts]
         if not self.sparse:
             out = np.hstack(
                 [
