@@ -182,7 +182,9 @@ class _Arm:
         self.t: np.ndarray = np.zeros(0)  # targets relative to `base`
         self.w: np.ndarray = np.zeros(0)  # sample weights
         self.base: np.ndarray | None = None  # folded mean, dense (d,) float32
-        self.chol: np.ndarray | None = None  # lower Cholesky of lam*W^-1 + X X'
+        # Lower Cholesky of lam*W^-1 + X X'. None with rows means "not factored yet": a loaded
+        # version that only serves needs `coef`, so the factor is built on its first learn.
+        self.chol: np.ndarray | None = None
         self.coef: Matrix | None = None  # base + X' alpha, (1, d)
 
     @property
@@ -283,7 +285,7 @@ class LinUCB(Learner):
             if arm is None or arm.n == 0:
                 continue
             k = _gram(X, arm.X)  # (n, n_a)
-            v = linalg.solve_triangular(arm.chol, k.T, lower=True, check_finite=False)
+            v = linalg.solve_triangular(self._factor(arm), k.T, lower=True, check_finite=False)
             out[:, j] = (xx - np.einsum("ij,ij->j", v, v)) / self.l2
         return np.sqrt(np.maximum(out, 0.0))
 
@@ -340,13 +342,14 @@ class LinUCB(Learner):
             arm.chol = linalg.cholesky(C, lower=True, check_finite=False)
             return
         B = _gram(arm.X, Xn)  # (n, m)
-        L21 = linalg.solve_triangular(arm.chol, B, lower=True, check_finite=False).T  # (m, n)
+        L11 = self._factor(arm)
+        L21 = linalg.solve_triangular(L11, B, lower=True, check_finite=False).T  # (m, n)
         L22 = linalg.cholesky(C - L21 @ L21.T, lower=True, check_finite=False)
         n, m = arm.n, Xn.shape[0]
         # Fortran order: LAPACK's triangular solves read it without a transposed copy, which
         # makes the next append's solve about 1.6x faster.
         L = np.zeros((n + m, n + m), order="F")
-        L[:n, :n] = arm.chol
+        L[:n, :n] = L11
         L[n:, :n] = L21
         L[n:, n:] = L22
         arm.chol = L
@@ -354,8 +357,15 @@ class LinUCB(Learner):
         arm.t = np.concatenate([arm.t, tn])
         arm.w = np.concatenate([arm.w, wn])
 
+    def _factor(self, arm: _Arm) -> np.ndarray:
+        if arm.chol is None:
+            arm.chol = linalg.cholesky(
+                _gram(arm.X, arm.X) + np.diag(self.l2 / arm.w), lower=True, check_finite=False
+            )
+        return arm.chol
+
     def _refresh(self, arm: _Arm) -> None:
-        alpha = linalg.cho_solve((arm.chol, True), arm.t, check_finite=False)
+        alpha = linalg.cho_solve((self._factor(arm), True), arm.t, check_finite=False)
         coef = arm.X.T @ alpha  # dense (d,) for both layouts
         coef = np.asarray(coef, dtype=np.float64).ravel()
         if arm.base is not None:
@@ -364,6 +374,19 @@ class LinUCB(Learner):
         arm.coef = sparse.csr_matrix(coef[None, :]) if self._sparse else coef[None, :]
 
     # -- state --------------------------------------------------------------------------------
+
+    def _stored_coef(self, arrays: Mapping[str, np.ndarray], i: int) -> Matrix:
+        cols = np.asarray(arrays[f"arm{i}.coef.indices"], dtype=np.int64)
+        data = np.asarray(arrays[f"arm{i}.coef.data"], dtype=np.float32)
+        if cols.shape != data.shape or (cols.size and (cols.min() < 0 or cols.max() >= self._dim)):
+            raise SpecError("LinUCB state: stored coefficients do not fit the feature dimension")
+        if self._sparse:
+            return sparse.csr_matrix(
+                (data, cols, np.array([0, cols.size])), shape=(1, self._dim), dtype=np.float32
+            )
+        coef = np.zeros((1, self._dim), dtype=np.float32)
+        coef[0, cols] = data
+        return coef
 
     def state_nbytes(self) -> int:
         total = 0
@@ -401,6 +424,11 @@ class LinUCB(Learner):
                     arrays[f"arm{i}.X.indptr"] = arm.X.indptr
                 else:
                     arrays[f"arm{i}.X"] = arm.X
+                # The solved coefficients, so loading a version to serve needs no factorisation.
+                coef = arm.coef.toarray() if sparse.issparse(arm.coef) else arm.coef
+                cols = np.flatnonzero(coef[0])
+                arrays[f"arm{i}.coef.indices"] = cols.astype(np.int32)
+                arrays[f"arm{i}.coef.data"] = np.asarray(coef[0, cols], dtype=np.float32)
         meta = {"arms": arms, "dim": self._dim, "sparse": self._sparse}
         return meta, arrays
 
@@ -427,10 +455,10 @@ class LinUCB(Learner):
                     arm.X = np.asarray(arrays[f"arm{i}.X"], dtype=np.float32)
                 arm.t = np.asarray(arrays[f"arm{i}.t"], dtype=np.float64)
                 arm.w = np.asarray(arrays[f"arm{i}.w"], dtype=np.float64)
-                arm.chol = linalg.cholesky(
-                    _gram(arm.X, arm.X) + np.diag(self.l2 / arm.w), lower=True
-                )
-                self._refresh(arm)
+                if f"arm{i}.coef.data" in arrays:
+                    arm.coef = self._stored_coef(arrays, i)
+                else:  # written before coefficients were stored: solve them now
+                    self._refresh(arm)
             elif arm.base is not None:
                 arm.coef = (
                     sparse.csr_matrix(arm.base[None, :]) if self._sparse else arm.base[None, :]
