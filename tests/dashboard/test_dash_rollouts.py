@@ -7,6 +7,7 @@ same numbers its automatic rollback acts on.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -27,18 +28,46 @@ from agent_lightning.store.store import as_utc
 APP = "support-bot"
 
 
-@pytest.fixture
-def rapi(database_url: str, settings: Settings) -> Iterator[Api]:
-    settings = replace(settings, database_url=database_url)
-    store = Store(database_url)
+@contextlib.contextmanager
+def _seeded_app(settings: Settings) -> Iterator[Api]:
+    store = Store(settings.database_url)
     seed(store, sessions=60)
     canaries = seed_canaries(store)
     client = TestClient(dashboard_app(settings, store), base_url="http://testserver")
     api = Api(client.app, store, client)
     api.canaries = canaries  # type: ignore[attr-defined]
-    yield api
-    client.close()
-    store.close()
+    try:
+        yield api
+    finally:
+        client.close()
+        store.close()
+
+
+@pytest.fixture
+def rapi(database_url: str, settings: Settings) -> Iterator[Api]:
+    """A freshly seeded app per test, for the tests that change rollouts or settings."""
+    with _seeded_app(replace(settings, database_url=database_url)) as api:
+        yield api
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def rapi_read(request, tmp_path_factory) -> Iterator[Api]:
+    """Seeded once per database for the tests that only read (as test_dash_api's `dash`)."""
+    from tests.conftest import postgres_schema_url, require_postgres
+
+    tmp = tmp_path_factory.mktemp("rollouts")
+    settings = Settings(
+        data_dir=tmp / "data",
+        database_url=f"sqlite:///{tmp / 'agl.db'}",
+        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
+        token_burst=1000,
+        token_rate=1000.0,
+    )
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            require_postgres()
+            settings = replace(settings, database_url=stack.enter_context(postgres_schema_url()))
+        yield stack.enter_context(_seeded_app(settings))
 
 
 def _view(api: Api, role: str = "Analyst") -> dict:
@@ -56,7 +85,8 @@ def _decisions(store: Store, version: int, since: datetime) -> int:
         return sum(1 for d in rows if as_utc(d.created_at) >= as_utc(since))
 
 
-def test_running_canary_shows_steps_arms_and_the_publishers_guardrails(rapi: Api) -> None:
+def test_running_canary_shows_steps_arms_and_the_publishers_guardrails(rapi_read: Api) -> None:
+    rapi = rapi_read
     canaries: Canaries = rapi.canaries  # type: ignore[attr-defined]
     policy = _view(rapi)
     ro = policy["rollout"]
@@ -96,7 +126,8 @@ def test_running_canary_shows_steps_arms_and_the_publishers_guardrails(rapi: Api
     assert roles[4] is True and roles[canaries.candidate] is False
 
 
-def test_past_rollouts_say_why_they_ended_and_who_ended_them(rapi: Api) -> None:
+def test_past_rollouts_say_why_they_ended_and_who_ended_them(rapi_read: Api) -> None:
+    rapi = rapi_read
     canaries: Canaries = rapi.canaries  # type: ignore[attr-defined]
     (past,) = _view(rapi)["past_rollouts"]
     assert past["id"] == canaries.rolled_back and past["status"] == "rolled_back"

@@ -234,18 +234,17 @@ def test_uniform_policy():
         UniformPolicy.from_bytes(make_policy().to_bytes())
 
 
-def test_decide_is_fast_with_77_actions():
-    import time
-
-    p = make_policy()
+def test_decide_with_77_actions_gives_a_full_distribution():
+    # How fast this is, is measured by benchmarks/decide_bench.py, not here.
+    p = make_policy()  # the default spec, on texts it has never featurized
     actions = [Action(f"intent_{i}_name") for i in range(77)]
-    texts = [c["text"] for c, _ in make_examples(200, seed=3)]
-    p.decide({"text": "warm up"}, actions)
-    start = time.perf_counter()
-    for t in texts:
-        p.decide({"text": t + " unique"}, actions)
-    per_call = (time.perf_counter() - start) / len(texts)
-    assert per_call < 0.002  # "well under 1 ms" on an idle machine; generous for loaded CI
+    ids = {a.id for a in actions}
+    for ctx, _ in make_examples(20, seed=3):
+        d = p.decide({"text": ctx["text"] + " unique"}, actions)
+        assert set(d.probabilities) == set(d.scores) == ids
+        assert sum(d.probabilities.values()) == pytest.approx(1.0)
+        assert min(d.probabilities.values()) >= 0.0
+        assert d.action_id in ids and d.propensity == d.probabilities[d.action_id] > 0
 
 
 def test_learning_is_deterministic_and_version_metadata_survives():

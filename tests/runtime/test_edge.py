@@ -52,7 +52,9 @@ def free_port() -> int:
 
 def trained_policy(version: int, favourite: str) -> bytes:
     """A learned policy that has been taught to prefer `favourite` for every text."""
-    policy = learning.make_policy({"seed": version})
+    # Hashing features: these tests are about distributing and serving versions, not about
+    # features (hybrid, the default, serves end to end in test_offline.py and e2e/).
+    policy = learning.make_policy({"featurizer": "hashing", "seed": version})
     policy.version = version
     examples = [
         learning.LoggedDecision(
@@ -151,10 +153,17 @@ class StubPublisher:
         async def stream(request: Request, policy: str) -> StreamingResponse:
             async def events():
                 last = None
+                ticks = 0
                 while not await request.is_disconnected():
                     if self.manifest != last:
                         last = json.loads(json.dumps(self.manifest))
                         yield f"event: manifest\ndata: {json.dumps(last)}\n\n"
+                    elif ticks % 5 == 0:
+                        # A keep-alive comment, as the server sends (every 15 s there). Often
+                        # here: PolicySync.stop() lets its stream thread end at the next line,
+                        # and without one it waits out its 2 s join in every streaming test.
+                        yield ": keep-alive\n\n"
+                    ticks += 1
                     await asyncio.sleep(0.02)
 
             return StreamingResponse(events(), media_type="text/event-stream")

@@ -156,6 +156,27 @@ def client(config_path) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def refusing_client(tmp_path_factory) -> Iterator[TestClient]:
+    """One runtime, as `client` builds it, for the cases whose every request is refused.
+
+    They change nothing (each case checks that nothing was recorded), so they share it rather
+    than each starting and stopping a runtime and its two loopback servers (about 0.7 s each).
+    """
+    key = Ed25519PrivateKey.generate()
+    tmp = tmp_path_factory.mktemp("refusing")
+    stub = StubPublisher(key)
+    stub.start()
+    try:
+        with RefServiceServer(tmp / "ref.db", token="ref-token") as ref:
+            config = load_runtime_config(write_project(tmp / "project", stub.url, ref.url, key))
+            app = create_runtime_app(config, env=ENV, start_background=False)
+            with TestClient(app) as c:
+                yield c
+    finally:
+        stub.stop()
+
+
 def test_every_route_but_health_needs_the_token(client) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     for method, path in (("POST", "/v1/messages"), ("POST", "/v1/feedback"), ("GET", "/v1/status")):
@@ -203,11 +224,13 @@ def test_messages_answer_and_are_recorded_durably(client, config_path) -> None:
         ("/v1/feedback", {"decision_id": "d1", "correct_intent": "Nope"}, "not an intent"),
     ],
 )
-def test_bad_input_is_a_clear_4xx(client, path, body, fragment) -> None:
-    response = client.post(path, headers=AUTH, json=body)
+def test_bad_input_is_a_clear_4xx(refusing_client, path, body, fragment) -> None:
+    response = refusing_client.post(path, headers=AUTH, json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "invalid_request"
     assert fragment in response.json()["error"]["message"]
+    # Refused before anything was recorded (which is also what lets the cases share a runtime).
+    assert refusing_client.get("/v1/status", headers=AUTH).json()["pending"] == 0
 
 
 # -- serving while the policy changes -----------------------------------------------------------
