@@ -7,12 +7,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dash_app import dashboard_app
+from dash_app import dashboard_app, module_settings
 from dash_seed import CARD_NUMBER, EMAIL, PII_SESSION, QUALITY, seed
 from fastapi.testclient import TestClient
 from tests.conftest import Api
@@ -28,21 +27,8 @@ from agent_lightning.store import Decision, Event, Reward, Store, Task, utcnow
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def dash(request, tmp_path_factory) -> Iterator[Api]:
     """The app with the dashboard, seeded once per database for the tests that only read."""
-    from tests.conftest import postgres_schema_url, require_postgres
-
-    tmp = tmp_path_factory.mktemp("dash")
-    settings = Settings(
-        data_dir=tmp / "data",
-        database_url=f"sqlite:///{tmp / 'agl.db'}",
-        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
-        token_burst=1000,
-        token_rate=1000.0,
-    )
     with contextlib.ExitStack() as stack:
-        if request.param == "postgres":
-            require_postgres()
-            url = stack.enter_context(postgres_schema_url())
-            settings = replace(settings, database_url=url)
+        settings = stack.enter_context(module_settings(request.param, tmp_path_factory, "dash"))
         store = Store(settings.database_url)
         stack.callback(store.close)
         seed(store)

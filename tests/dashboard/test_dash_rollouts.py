@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import pytest
-from dash_app import dashboard_app
+from dash_app import dashboard_app, module_settings
 from dash_seed import CANARY_GUARDRAILS, Canaries, seed, seed_canaries
 from fastapi.testclient import TestClient
 from tests.conftest import Api
@@ -53,21 +53,9 @@ def rapi(database_url: str, settings: Settings) -> Iterator[Api]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def rapi_read(request, tmp_path_factory) -> Iterator[Api]:
     """Seeded once per database for the tests that only read (as test_dash_api's `dash`)."""
-    from tests.conftest import postgres_schema_url, require_postgres
-
-    tmp = tmp_path_factory.mktemp("rollouts")
-    settings = Settings(
-        data_dir=tmp / "data",
-        database_url=f"sqlite:///{tmp / 'agl.db'}",
-        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
-        token_burst=1000,
-        token_rate=1000.0,
-    )
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgres":
-            require_postgres()
-            settings = replace(settings, database_url=stack.enter_context(postgres_schema_url()))
-        yield stack.enter_context(_seeded_app(settings))
+    with module_settings(request.param, tmp_path_factory, "rollouts") as settings:
+        with _seeded_app(settings) as api:
+            yield api
 
 
 def _view(api: Api, role: str = "Analyst") -> dict:
