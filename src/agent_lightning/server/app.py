@@ -132,8 +132,16 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+_CHECKED_ROUTE_TABLES: set[tuple[tuple[int, int], ...]] = set()
+
+
 def check_route_table(app: FastAPI, routers: list[APIRouter]) -> None:
     """Every /v1 route must have an access rule: fail at startup, not in production."""
+    # The table is a property of the routers, so one check per process and set of routers is
+    # enough: building the OpenAPI schema costs about 0.1 s, and tests build hundreds of apps.
+    key = tuple((id(router), len(router.routes)) for router in routers)
+    if key in _CHECKED_ROUTE_TABLES:
+        return
     served = {
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
@@ -154,6 +162,7 @@ def check_route_table(app: FastAPI, routers: list[APIRouter]) -> None:
     if missing:
         listing = ", ".join(missing)
         raise RuntimeError(f"routes without an access rule in rbac.ROUTE_PERMISSIONS: {listing}")
+    _CHECKED_ROUTE_TABLES.add(key)
 
 
 def create_app(
