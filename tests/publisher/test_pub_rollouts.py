@@ -111,7 +111,9 @@ def test_assignment_is_sticky_while_the_share_rises(store: Store, manager: Rollo
         policy=POLICY,
         candidate_version=2,
         steps=[10, 40, 100],
-        min_decisions_per_step=5,
+        # One candidate decision moves a step on: how many users land on the candidate depends
+        # on the rollout's random salt, and the bounds below hold for all but ~1 in 10,000.
+        min_decisions_per_step=1,
     )
     users = [f"user-{i}" for i in range(100)]
     on_candidate: list[set[str]] = []
@@ -124,7 +126,7 @@ def test_assignment_is_sticky_while_the_share_rises(store: Store, manager: Rollo
         manager.evaluate(APP, ro.id)
     first, second, third = on_candidate
     assert first < second < third == set(users)  # users only ever move onto the candidate
-    assert 3 <= len(first) <= 20 and 25 <= len(second) <= 60
+    assert 1 <= len(first) <= 25 and 20 <= len(second) <= 62
     assert manager.get(APP, ro.id).status == "promoted"
 
 
