@@ -14,6 +14,9 @@ Environment variables (all optional):
   default 64 MiB): a trained policy keeps its recent examples and is megabytes, not kilobytes.
 - `AGL_MAX_BATCH`: most records in one batch (default 1000).
 - `AGL_RETENTION_EVERY_SECONDS`: how often retention rules are enforced (default hourly).
+- `AGL_DECISION_SEED`: seed the decision service's sampling, so a replay of the same traffic
+  makes the same choices (demos, tests). Unset in production: each process draws fresh
+  randomness.
 - `AGL_OIDC_ISSUER`, `AGL_OIDC_AUDIENCE`, `AGL_OIDC_ROLES_CLAIM`, `AGL_OIDC_APP_CLAIM`: accept
   tokens from an external identity provider.
 """
@@ -42,6 +45,13 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _optional_int_env(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    return _int_env(name, 0, minimum=0)
+
+
 def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'agent-lightning.db').resolve()}"
 
@@ -63,6 +73,7 @@ class Settings:
     token_rate: float = 1.0
     token_burst: int = 10
     retention_every_seconds: float = 3600.0
+    decision_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -84,6 +95,7 @@ class Settings:
             oidc_roles_claim=os.environ.get("AGL_OIDC_ROLES_CLAIM") or "roles",
             oidc_app_claim=os.environ.get("AGL_OIDC_APP_CLAIM") or "app",
             retention_every_seconds=float(_int_env("AGL_RETENTION_EVERY_SECONDS", 3600)),
+            decision_seed=_optional_int_env("AGL_DECISION_SEED"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -83,7 +83,10 @@ def run_demo(
     queries = queries[:interactions]
 
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="agl-demo-"))
-    settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 'demo.db'}")
+    # A seeded decision service: the same --seed replays the same story.
+    settings = Settings(
+        data_dir=workdir, database_url=f"sqlite:///{workdir / 'demo.db'}", decision_seed=seed
+    )
     state = with_components(settings)
     if state.controller is not None:
         # The demo triggers a task every --learn-every rewards itself; the server's own

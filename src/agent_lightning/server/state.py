@@ -68,7 +68,7 @@ def build_state(settings: Settings, store: Store | None = None) -> ServerState:
         settings=settings,
         store=store,
         pipeline=pipeline,
-        decisions=DecisionService(store, pipeline),
+        decisions=DecisionService(store, pipeline, seed=settings.decision_seed),
         audit=AuditLog(store),
         token_issuer=issuer,
         oidc=oidc,
