@@ -6,28 +6,19 @@ kept until they expire, and "is this client revoked?" is a cached lookup refresh
 `revocation_ttl` seconds (a revoked client keeps working for at most that long). Anything slow
 (the scrypt check of an API key, an OIDC key fetch, a database read) runs in a worker thread so
 the event loop never waits on it.
+
+A verified caller is a `security.principal.Principal`, the same type the API's routes see.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from agent_lightning.gateway.errors import GatewayError, unauthorized
 from agent_lightning.security.principal import Principal
 from agent_lightning.security.rbac import Permission, Role, allowed, roles_from_claims
-
-
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller of the gateway; `app_id` identifies the agent's app."""
-
-    subject: str
-    app_id: str
-    roles: tuple[Role, ...]
-    kind: str  # client | api_key | oidc
 
 
 class GatewayAuthenticator:
@@ -44,11 +35,11 @@ class GatewayAuthenticator:
         self.max_entries = max_entries
         self.permission = permission
         # token -> (expires at, monotonic clock; caller)
-        self._tokens: dict[str, tuple[float, Caller]] = {}
+        self._tokens: dict[str, tuple[float, Principal]] = {}
         # client id -> (checked at, revoked?)
         self._clients: dict[str, tuple[float, bool]] = {}
 
-    def cached(self, credential: str) -> Caller | None:
+    def cached(self, credential: str) -> Principal | None:
         """The caller for a credential seen before, or None (then call `authenticate`)."""
         hit = self._tokens.get(credential)
         if hit is None:
@@ -66,7 +57,7 @@ class GatewayAuthenticator:
                 raise unauthorized("this client has been revoked", "invalid_token")
         return caller
 
-    async def authenticate(self, header: bytes | None) -> Caller:
+    async def authenticate(self, header: bytes | None) -> Principal:
         credential = _bearer(header)
         caller = self.cached(credential)
         if caller is None:
@@ -80,7 +71,7 @@ class GatewayAuthenticator:
             )
         return caller
 
-    async def _verify(self, credential: str) -> Caller:
+    async def _verify(self, credential: str) -> Principal:
         from agent_lightning.security.tokens import InvalidToken
 
         state = self.state
@@ -104,7 +95,7 @@ class GatewayAuthenticator:
             kind = "oidc"
             if not claims.app:
                 raise GatewayError(403, "forbidden", "the token names no app") from None
-        caller = Caller(claims.subject, claims.app, roles_from_claims(list(claims.roles)), kind)
+        caller = Principal(claims.subject, claims.app, roles_from_claims(list(claims.roles)), kind)
         if kind == "client":
             revoked = await asyncio.to_thread(self._client_revoked, claims.subject)
             self._clients[claims.subject] = (time.monotonic(), revoked)
@@ -114,7 +105,7 @@ class GatewayAuthenticator:
         self._remember(credential, caller, ttl)
         return caller
 
-    def _remember(self, credential: str, caller: Caller, ttl: float) -> None:
+    def _remember(self, credential: str, caller: Principal, ttl: float) -> None:
         if ttl <= 0:
             return
         if len(self._tokens) >= self.max_entries:
@@ -125,7 +116,7 @@ class GatewayAuthenticator:
         client = self.state.store.get_client(client_id)
         return client is None or client.revoked_at is not None
 
-    def _verify_api_key(self, credential: str) -> tuple[Caller, float]:
+    def _verify_api_key(self, credential: str) -> tuple[Principal, float]:
         """Reuses the server's API key cache, so a key revoked through the API stops here too."""
         from agent_lightning.security.passwords import parse_api_key, verify_secret
 
@@ -146,9 +137,8 @@ class GatewayAuthenticator:
                 key.owner, key.app_id, tuple(Role(r) for r in key.roles), "api_key", key.id
             )
             cache.put(credential, principal)
-        caller = Caller(principal.subject, principal.app_id, tuple(principal.roles), "api_key")
         # Our own cache of keys stays short: the server's cache is the one revocation clears.
-        return caller, min(self.revocation_ttl, getattr(cache, "ttl", 60.0))
+        return principal, min(self.revocation_ttl, getattr(cache, "ttl", 60.0))
 
 
 def _bearer(header: bytes | None) -> str:
