@@ -14,6 +14,9 @@ Environment variables (all optional):
   default 64 MiB): a trained policy keeps its recent examples and is megabytes, not kilobytes.
 - `AGL_MAX_BATCH`: most records in one batch (default 1000).
 - `AGL_RETENTION_EVERY_SECONDS`: how often retention rules are enforced (default hourly).
+- `AGL_BLAS_THREADS`: threads numpy's BLAS may use in the server process (default 1; 0 keeps the
+  library's own choice, one per core). A learning task's matrix work otherwise spreads over every
+  core and the decisions served beside it wait: see `benchmarks/decide_under_learning.py`.
 - `AGL_DECISION_SEED`: seed the decision service's sampling, so a replay of the same traffic
   makes the same choices (demos, tests). Unset in production: each process draws fresh
   randomness.
@@ -74,6 +77,7 @@ class Settings:
     token_burst: int = 10
     retention_every_seconds: float = 3600.0
     decision_seed: int | None = None
+    blas_threads: int = 1
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -96,6 +100,7 @@ class Settings:
             oidc_app_claim=os.environ.get("AGL_OIDC_APP_CLAIM") or "app",
             retention_every_seconds=float(_int_env("AGL_RETENTION_EVERY_SECONDS", 3600)),
             decision_seed=_optional_int_env("AGL_DECISION_SEED"),
+            blas_threads=_int_env("AGL_BLAS_THREADS", 1, minimum=0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

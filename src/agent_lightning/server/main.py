@@ -21,6 +21,7 @@ def app_from_env() -> FastAPI:
 
     settings = Settings.from_env()
     state = with_components(settings)
+    limit_blas_threads(settings.blas_threads)  # after the imports that load BLAS
     from agent_lightning.dashboard.warmup import install_warmup
 
     install_warmup(state)  # the first dashboard load after a restart should not wait
@@ -28,6 +29,20 @@ def app_from_env() -> FastAPI:
     # The OpenAI-compatible gateway, when runtimes/runtime.yaml (or $AGL_RUNTIME_CONFIG) exists.
     mount_gateway_if_configured(app, state)
     return app
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Cap the threads of every BLAS numpy and scipy loaded (0: leave the library's default).
+
+    Learning runs on a worker thread beside the threads answering decisions. Left to itself,
+    OpenBLAS spreads a learning task's matrix work over every core, and a decision that arrives
+    meanwhile waits: on 2 cores, hybrid decide p99 while learning was 12-13 ms against 3 ms with
+    one BLAS thread (`benchmarks/decide_under_learning.py`), for about 30% slower learning.
+    """
+    if threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")  # process-wide, not scoped
 
 
 def create_gateway_app(
