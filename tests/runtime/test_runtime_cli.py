@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from agent_lightning.cli import app as cli
 from agent_lightning.runtime import LocalDecider, load_policy_spec
 from agent_lightning.runtime.evaluate import load_transcripts, run_eval
-from agent_lightning.runtime.scaffold import available_templates
+from agent_lightning.scaffold import available_templates
 
 runner = CliRunner()
 

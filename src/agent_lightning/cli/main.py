@@ -149,7 +149,7 @@ def serve(
 
 
 def _template_help() -> str:
-    from agent_lightning.runtime.scaffold import available_templates
+    from agent_lightning.scaffold import available_templates
 
     return "Starting point: " + ", ".join(["blank", *available_templates()]) + "."
 
@@ -165,7 +165,7 @@ def init(
     policies/, sample transcripts.jsonl and a README, ready for `agent-lightning eval`.
     """
     from agent_lightning.cli.project import ProjectExists, create_project
-    from agent_lightning.runtime.scaffold import available_templates, copy_template
+    from agent_lightning.scaffold import available_templates, copy_template
 
     try:
         if template == "blank":

@@ -2,6 +2,9 @@
 
 A template is a directory that becomes the new project as it is: `agent.yaml`, `policies/`,
 `transcripts.jsonl`, `README.md`. Adding a directory there adds a template.
+
+Standard library only, outside the `runtime` package: `agent-lightning --help` lists the
+templates, and importing the runtime (numpy, scipy, the learning library) for that took 0.7 s.
 """
 
 from __future__ import annotations
