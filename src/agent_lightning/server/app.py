@@ -132,14 +132,19 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-_CHECKED_ROUTE_TABLES: set[tuple[tuple[int, int], ...]] = set()
+_CHECKED_ROUTE_TABLES: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
 
 
 def check_route_table(app: FastAPI, routers: list[APIRouter]) -> None:
     """Every /v1 route must have an access rule: fail at startup, not in production."""
-    # The table is a property of the routers, so one check per process and set of routers is
-    # enough: building the OpenAPI schema costs about 0.1 s, and tests build hundreds of apps.
-    key = tuple((id(router), len(router.routes)) for router in routers)
+    # The table is a property of the routers' routes, so one check per process and route set
+    # is enough: building the OpenAPI schema costs about 0.1 s, and tests build hundreds of apps.
+    key = tuple(
+        (route.path, tuple(sorted(route.methods)))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    )
     if key in _CHECKED_ROUTE_TABLES:
         return
     served = {

@@ -36,8 +36,8 @@ def limit_blas_threads(threads: int) -> None:
 
     Learning runs on a worker thread beside the threads answering decisions. Left to itself,
     OpenBLAS spreads a learning task's matrix work over every core, and a decision that arrives
-    meanwhile waits: on 2 cores, hybrid decide p99 while learning was 12-13 ms against 3 ms with
-    one BLAS thread (`benchmarks/decide_under_learning.py`), for about 30% slower learning.
+    meanwhile waits: on 2 cores, hybrid decide p99 while learning was 9.8 ms against 1.8 ms with
+    one BLAS thread (`benchmarks/decide_under_learning.py`), for about a third slower learning.
     """
     if threads > 0:
         from threadpoolctl import threadpool_limits
