@@ -626,11 +626,14 @@ FEATURIZERS: dict[str, type[Featurizer]] = {
 # Names that stand for a configuration. A policy saves the expanded configuration, so changing
 # a preset later never changes a saved policy.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The default: hashed n-grams for exact wording, static word vectors for meaning.
+    # The default: hashed n-grams for exact wording, static word vectors for meaning. Weights
+    # tuned on a held-out fifth of Banking77 train, bandit feedback, seeds 0-6: 0.3 / 0.7 beat
+    # 0.5 / 0.5 on 6 of 7 seeds (+1.0 points mean; 0.2 / 0.8 and 0.7 / 0.3 were worse), for
+    # -0.3 with corrections.
     "hybrid": {
         "kind": "union",
         "parts": [{"kind": "hashing"}, {"kind": "static"}],
-        "weights": [0.5, 0.5],
+        "weights": [0.3, 0.7],
     },
 }
 
