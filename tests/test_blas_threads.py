@@ -45,6 +45,7 @@ def test_the_server_caps_blas_at_one_thread_unless_told_otherwise(tmp_path: Path
 
 
 def test_blas_threads_setting(monkeypatch) -> None:
+    monkeypatch.delenv("AGL_BLAS_THREADS", raising=False)
     assert Settings.from_env().blas_threads == 1
     monkeypatch.setenv("AGL_BLAS_THREADS", "4")
     assert Settings.from_env().blas_threads == 4

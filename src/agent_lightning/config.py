@@ -35,7 +35,7 @@ class ConfigError(ValueError):
     """A setting has a value we cannot use; the message names the setting."""
 
 
-def _int_env(name: str, default: int, minimum: int = 1) -> int:
+def _int_env(name: str, default: int | None, minimum: int = 1) -> int | None:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -46,13 +46,6 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
-
-
-def _optional_int_env(name: str) -> int | None:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return None
-    return _int_env(name, 0, minimum=0)
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -99,7 +92,7 @@ class Settings:
             oidc_roles_claim=os.environ.get("AGL_OIDC_ROLES_CLAIM") or "roles",
             oidc_app_claim=os.environ.get("AGL_OIDC_APP_CLAIM") or "app",
             retention_every_seconds=float(_int_env("AGL_RETENTION_EVERY_SECONDS", 3600)),
-            decision_seed=_optional_int_env("AGL_DECISION_SEED"),
+            decision_seed=_int_env("AGL_DECISION_SEED", None, minimum=0),
             blas_threads=_int_env("AGL_BLAS_THREADS", 1, minimum=0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

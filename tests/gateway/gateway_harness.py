@@ -116,9 +116,17 @@ class Harness:
                              list(roles), Actor("test"))  # fmt: skip
         return key.key
 
-    def spans(self, app_id: str = "acme", session_id: str | None = None) -> list[Any]:
-        assert self.gateway.writer.flush(10), self.gateway.writer.stats()
-        return list(list_spans(self.state.store, app_id, session_id=session_id))
+    def spans(
+        self, app_id: str = "acme", session_id: str | None = None, at_least: int = 0
+    ) -> list[Any]:
+        """Stored spans; with `at_least`, wait up to 10 s for that many (see `span`)."""
+        deadline = time.monotonic() + 10
+        while True:
+            assert self.gateway.writer.flush(10), self.gateway.writer.stats()
+            found = list(list_spans(self.state.store, app_id, session_id=session_id))
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def span(self, span_id: str, app_id: str = "acme") -> Any:
         # The gateway hands a span to the writer after the last byte is sent, so a client that

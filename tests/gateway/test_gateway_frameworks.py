@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 from gateway_harness import Harness, gw, harness  # noqa: F401
 
 
 def session_spans(gw: Harness, session: str, expected: int = 2) -> list:  # noqa: F811
-    # A streamed call's span is queued after its last byte is sent, so the client can be done a
-    # moment before the span is: wait (up to 10 s) for the calls the agent made.
-    deadline = time.monotonic() + 10
-    spans = gw.spans(session_id=session)
-    while len(spans) < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        spans = gw.spans(session_id=session)
+    # A streamed call's span is queued after its last byte is sent: wait for the agent's calls.
+    spans = gw.spans(session_id=session, at_least=expected)
     assert spans, f"no spans for session {session}"
     return spans
 

@@ -132,20 +132,22 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-_CHECKED_ROUTE_TABLES: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
+_CHECKED_ROUTE_TABLES: set[frozenset[tuple[str, str]]] = set()
 
 
 def check_route_table(app: FastAPI, routers: list[APIRouter]) -> None:
     """Every /v1 route must have an access rule: fail at startup, not in production."""
-    # The table is a property of the routers' routes, so one check per process and route set
-    # is enough: building the OpenAPI schema costs about 0.1 s, and tests build hundreds of apps.
-    key = tuple(
-        (route.path, tuple(sorted(route.methods)))
+    # What `auth.route_template` will compute for each route must be what is served.
+    computed = frozenset(
+        (method, API_PREFIX + route.path)
         for router in routers
         for route in router.routes
         if isinstance(route, APIRoute)
+        for method in route.methods
     )
-    if key in _CHECKED_ROUTE_TABLES:
+    # The table is a property of the routes, so one check per process and table is enough:
+    # building the OpenAPI schema costs about 0.1 s, and tests build hundreds of apps.
+    if computed in _CHECKED_ROUTE_TABLES:
         return
     served = {
         (method.upper(), path)
@@ -153,21 +155,13 @@ def check_route_table(app: FastAPI, routers: list[APIRouter]) -> None:
         if path.startswith(API_PREFIX)
         for method in operations
     }
-    # What `auth.route_template` will compute for each route must be what is served.
-    computed = {
-        (method, API_PREFIX + route.path)
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods
-    }
     if computed != served:
         raise RuntimeError(f"route templates drifted: {sorted(computed ^ served)}")
     missing = sorted(f"{m} {p}" for m, p in served if (m, p) not in ROUTE_PERMISSIONS)
     if missing:
         listing = ", ".join(missing)
         raise RuntimeError(f"routes without an access rule in rbac.ROUTE_PERMISSIONS: {listing}")
-    _CHECKED_ROUTE_TABLES.add(key)
+    _CHECKED_ROUTE_TABLES.add(computed)
 
 
 def create_app(
