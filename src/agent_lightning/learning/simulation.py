@@ -31,7 +31,7 @@ import numpy as np
 
 from agent_lightning.learning.candidates import IncrementalCandidate
 from agent_lightning.learning.errors import SpecError
-from agent_lightning.learning.ope import gate
+from agent_lightning.learning.ope import GATE_MAX_WEIGHT, gate
 from agent_lightning.learning.policy import Policy, UniformPolicy, make_policy
 from agent_lightning.learning.types import Action, Context, LoggedDecision
 
@@ -79,6 +79,7 @@ class InProcessBackend:
         promote_first: bool = False,
         gate: bool = True,
         min_eval: int = 30,
+        max_weight: float | None = GATE_MAX_WEIGHT,
     ) -> None:
         if retrain_every < 1:
             raise SpecError("retrain_every must be >= 1")
@@ -90,6 +91,7 @@ class InProcessBackend:
         self.estimator = estimator
         self.level = float(level)
         self.min_eval = int(min_eval)
+        self.max_weight = max_weight
         self.promote_first = bool(promote_first)
         self.gate = bool(gate)  # False promotes every candidate (for ablations only)
         self.live = policy
@@ -160,7 +162,7 @@ class InProcessBackend:
         recent = [self._rewarded[i] for i in evaluation]
         verdict = gate(
             candidate, self.live, recent, estimator=self.estimator, level=self.level,
-            min_eval=self.min_eval,
+            min_eval=self.min_eval, max_weight=self.max_weight,
         )  # fmt: skip
         first = self.promote_first and not self._promoted_any
         promote = first or not self.gate or verdict.passed
