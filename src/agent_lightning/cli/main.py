@@ -424,6 +424,11 @@ def secrets_rotate(database_url: DatabaseUrl = None) -> None:
 # -- learning ----------------------------------------------------------------------------------
 
 
+# The policy presets `demo` and `bench intents` offer (learning.simulation.DEFAULT_SPECS; not
+# imported here, which would load numpy for every `--help`).
+FEATURIZER_CHOICES = ("hybrid", "hashing", "minilm", "minilm_hybrid")
+
+
 @app.command()
 def demo(
     interactions: Annotated[
@@ -435,7 +440,9 @@ def demo(
     featurizer: Annotated[
         str,
         typer.Option(
-            help="hybrid (default: hashed n-grams + static word vectors), hashing or minilm."
+            help="hybrid (default: hashed n-grams + static word vectors), hashing, minilm "
+            "or minilm_hybrid (MiniLM + static word vectors; minilm* need the embeddings "
+            "extra)."
         ),
     ] = "hybrid",
     seed: Annotated[int, typer.Option(help="Shuffle and exploration seed.")] = 0,
@@ -454,8 +461,8 @@ def demo(
     """Watch a support bot learn: server on SQLite, SDK over HTTP, Banking77 traffic."""
     from agent_lightning.cli.demo import run_demo
 
-    if featurizer not in ("hybrid", "hashing", "minilm"):
-        raise fail("--featurizer must be hybrid, hashing or minilm")
+    if featurizer not in FEATURIZER_CHOICES:
+        raise fail(f"--featurizer must be one of {', '.join(FEATURIZER_CHOICES)}")
     try:
         run_demo(
             console,
@@ -522,7 +529,9 @@ def bench_intents(
     featurizer: Annotated[
         str,
         typer.Option(
-            help="hybrid (default: hashed n-grams + static word vectors), hashing or minilm."
+            help="hybrid (default: hashed n-grams + static word vectors), hashing, minilm "
+            "or minilm_hybrid (MiniLM + static word vectors; minilm* need the embeddings "
+            "extra)."
         ),
     ] = "hybrid",
     feedback: Annotated[
@@ -542,8 +551,8 @@ def bench_intents(
     for path in (train_file, test_file):
         if not path.is_file():
             raise fail(f"{path} does not exist")
-    if featurizer not in ("hybrid", "hashing", "minilm"):
-        raise fail("--featurizer must be hybrid, hashing or minilm")
+    if featurizer not in FEATURIZER_CHOICES:
+        raise fail(f"--featurizer must be one of {', '.join(FEATURIZER_CHOICES)}")
     if feedback not in ("bandit", "correction"):
         raise fail("--feedback must be bandit or correction")
     try:

