@@ -8,9 +8,10 @@ A learning task, for one policy:
 3. holds out every `holdout_every`-th decision (by its sequence number, so every process and
    every retry makes the same split) and trains a candidate on the rest;
 4. evaluates candidate and live version off-policy (doubly robust, paired, with the logged
-   propensities) on the newest `eval_window` held-out decisions, which neither of them learned
-   from, with `learning.ope.gate`: the same rule as the library's `InProcessBackend`, so the
-   platform and the library report comparable figures;
+   propensities, importance weights clipped at `ope.GATE_MAX_WEIGHT`) on the newest
+   `eval_window` held-out decisions, which neither of them learned from, with
+   `learning.ope.gate`: the same rule as the library's `InProcessBackend`, so the platform and
+   the library report comparable figures;
 5. registers an immutable version (lineage: parent, data range, data hash, metrics) only when
    the lower confidence bound of the difference is above zero — or the operator forced it.
    Held-out decisions that leave the evaluation window are learned by the next candidate, so

@@ -14,8 +14,8 @@ weights `w = pi(a|x) / mu(a|x)` (Kish: `(sum w)^2 / sum w^2`).
 clips at `GATE_MAX_WEIGHT` (20): a near-greedy live version logs its rare exploratory choices
 with propensities near 1e-4, and one such row preferred by a candidate weighs 10,000, which
 made a task record report a [0, 1] policy value of -15.6. Clipped, the same task reports 0.37
-(its bias is bounded by the clipped excess on rare rows). On the Banking77 held-out split the
-clip changed no gate verdict: those candidates were refused for want of evidence either way.
+(its bias is bounded by the clipped excess on rare rows). On Banking77 the clip changed no
+MiniLM verdict and let hashing features promote sooner: bandit learning 78.2 -> 80.2% (README).
 
 `evaluate(candidate, logged, baseline)` applies one estimator to a candidate and, when given,
 a baseline, and also estimates their paired difference: both are evaluated on the same logged
