@@ -274,3 +274,19 @@ def test_scheduler_starts_a_task_after_enough_decisions(api: Api) -> None:
         assert tasks and tasks[0].status == "succeeded" and tasks[0].created_by == "system"
     finally:
         ctl.stop()
+
+
+def test_the_gate_clips_weights_as_the_settings_say(controller, monkeypatch) -> None:
+    from agent_lightning.learning import ope
+
+    assert LearnSettings().max_weight == ope.GATE_MAX_WEIGHT
+    for bad in (0.5, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="max_weight"):
+            LearnSettings(max_weight=bad)
+    seen = []
+    real_gate = ope.gate
+    monkeypatch.setattr(ope, "gate", lambda *a, **kw: seen.append(kw) or real_gate(*a, **kw))
+    for settings in (LearnSettings(), LearnSettings(max_weight=None), LearnSettings(max_weight=5)):
+        controller.settings = settings
+        controller._gate(object(), object(), [])
+    assert [kw["max_weight"] for kw in seen] == [20.0, None, 5]

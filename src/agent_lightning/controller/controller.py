@@ -8,7 +8,7 @@ A learning task, for one policy:
 3. holds out every `holdout_every`-th decision (by its sequence number, so every process and
    every retry makes the same split) and trains a candidate on the rest;
 4. evaluates candidate and live version off-policy (doubly robust, paired, with the logged
-   propensities, importance weights clipped at `ope.GATE_MAX_WEIGHT`) on the newest
+   propensities, importance weights clipped at `max_weight`, default 20) on the newest
    `eval_window` held-out decisions, which neither of them learned from, with
    `learning.ope.gate`: the same rule as the library's `InProcessBackend`, so the platform and
    the library report comparable figures;
@@ -69,12 +69,15 @@ class LearnSettings:
     min_eval: int = 30  # fewer held-out decisions than this: the gate cannot pass (unless forced)
     confidence: float = 0.95  # two-sided level of the interval whose lower bound must be > 0
     estimator: str = "dr"  # ips | snips | dm | dr (see learning.ope)
+    max_weight: float | None = 20.0  # importance weights clipped here (ope.GATE_MAX_WEIGHT)
 
     def __post_init__(self) -> None:
         if self.holdout_every < 2:
             raise ValueError("holdout_every must be >= 2")
         if self.eval_window < 1 or self.min_eval < 1:
             raise ValueError("eval_window and min_eval must be >= 1")
+        if self.max_weight is not None and not self.max_weight >= 1.0:
+            raise ValueError("max_weight must be >= 1, or None for no clipping")
 
 
 def data_hash(examples: list[TrainingExample]) -> str:
@@ -501,6 +504,7 @@ class LearningController:
             estimator=self.settings.estimator,
             level=self.settings.confidence,
             min_eval=self.settings.min_eval,
+            max_weight=self.settings.max_weight,
         )
         metrics: dict[str, Any] = {
             "evaluated_on": decision.n,
