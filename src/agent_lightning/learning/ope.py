@@ -274,7 +274,6 @@ def evaluate(
     }
     if not rows:
         return out
-    _check_max_weight(max_weight)
     r = np.array([ex.observed_reward for ex in rows], dtype=np.float64)
     pl = np.array([ex.propensity for ex in rows], dtype=np.float64)
     q_taken = q_all = None

@@ -249,12 +249,11 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
         "exploration": {"kind": "squarecb", "gamma": 10000.0},
         "warm_start": {"kind": "zero_shot", "scale": 1.0},
     },
-    "minilm_hybrid": {
-        "featurizer": {"kind": "minilm_hybrid"},
-        "learner": {"kind": "linucb", "l2": 1.0},
-        "exploration": {"kind": "squarecb", "gamma": 10000.0},
-        "warm_start": {"kind": "zero_shot", "scale": 1.0},
-    },
+}
+# MiniLM beside static word vectors learns with MiniLM's settings.
+DEFAULT_SPECS["minilm_hybrid"] = {
+    **DEFAULT_SPECS["minilm"],
+    "featurizer": {"kind": "minilm_hybrid"},
 }
 DEFAULT_RETRAIN_EVERY = 100
 
