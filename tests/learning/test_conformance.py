@@ -18,6 +18,7 @@ from agent_lightning.learning import (
     EpsilonGreedy,
     HashingFeaturizer,
     IWRegression,
+    KNNMemory,
     LinUCB,
     LoggedDecision,
     MiniLMFeaturizer,
@@ -49,6 +50,7 @@ LEARNERS = {
     "linucb": lambda: LinUCB(l2=0.5, budget=64),
     "linucb_ucb": lambda: LinUCB(l2=0.5, alpha=0.2, budget=64),
     "iw_regression": lambda: IWRegression(table_bits=14),
+    "knn": lambda: KNNMemory(LinUCB(l2=0.5, budget=64), k=5, capacity=500),
 }
 EXPLORATIONS = {
     "epsilon_greedy": lambda: EpsilonGreedy(0.1),

@@ -39,7 +39,13 @@ from agent_lightning.learning.featurizers import (
     make_featurizer,
     register_featurizer,
 )
-from agent_lightning.learning.learners import IWRegression, Learner, LinUCB, make_learner
+from agent_lightning.learning.learners import (
+    IWRegression,
+    KNNMemory,
+    Learner,
+    LinUCB,
+    make_learner,
+)
 from agent_lightning.learning.ope import (
     Estimate,
     direct_method,
@@ -74,6 +80,7 @@ __all__ = [
     "IWRegression",
     "InProcessBackend",
     "IncrementalCandidate",
+    "KNNMemory",
     "Learner",
     "LearningError",
     "LinUCB",

@@ -14,6 +14,8 @@ has never seen therefore scores exactly its prior (cold start).
   with traffic. Optional upper-confidence bonus `alpha x sqrt(x' A^-1 x)`.
 - `IWRegression`: importance-weighted square-loss regression trained by AdaGrad SGD, with
   weights hashed by (feature, action) into a fixed table of `2**table_bits` floats: constant memory.
+- `KNNMemory`: any of those plus a vote of the `k` most similar of the newest `capacity` rows
+  (their residuals, weighted by similarity), for distinctions a linear model cannot draw.
 """
 
 from __future__ import annotations
@@ -594,7 +596,265 @@ class IWRegression(Learner):
             self._rng.bit_generator.state = meta["rng"]
 
 
-LEARNERS: dict[str, type[Learner]] = {LinUCB.name: LinUCB, IWRegression.name: IWRegression}
+# ---------------------------------------------------------------------------------------------
+
+
+class KNNMemory(Learner):
+    """A base learner plus a memory of recent outcomes, read by nearest neighbours.
+
+    `predict(x, a) = base(x, a) + weight * sum_j s_j t_j / (shrinkage + sum_j s_j)`, the sums
+    over those of the `k` stored rows most similar to `x` whose action was `a`, `s_j` their
+    similarity (dot product of the featurizer's rows, negatives as 0) and `t_j` their residual
+    target: a similarity-weighted mean of what happened to `a` near `x`, shrunk toward 0 when
+    the evidence is thin. A linear model cannot separate near-identical intents ("get a
+    physical card", "order a physical card") that neighbours still tell apart, and a paraphrase
+    of a query that was just resolved is answered as it was. Residuals carry over between
+    neighbours only when similar rows mean similar things, so it needs semantic features
+    (sentence embeddings, static word vectors); on hashed n-grams alone it did not help. The
+    memory keeps the newest `capacity` rows, so state stays bounded.
+    """
+
+    name = "knn"
+
+    def __init__(
+        self,
+        base: str | Mapping[str, Any] | Learner = "linucb",
+        k: int = 10,
+        weight: float = 1.0,
+        shrinkage: float = 1.0,
+        capacity: int = 10_000,
+    ) -> None:
+        if int(k) < 1:
+            raise SpecError("KNNMemory k must be >= 1")
+        if not weight >= 0:
+            raise SpecError("KNNMemory weight must be >= 0")
+        if not shrinkage > 0:
+            raise SpecError("KNNMemory shrinkage must be > 0")
+        if int(capacity) < 1:
+            raise SpecError("KNNMemory capacity must be >= 1")
+        self.base = make_learner(base)
+        if isinstance(self.base, KNNMemory):
+            raise SpecError("KNNMemory base must not itself be a knn learner")
+        self.k = int(k)
+        self.weight = float(weight)
+        self.shrinkage = float(shrinkage)
+        self.capacity = int(capacity)
+        self._rows: Matrix | None = None  # (m, d) float32, oldest first
+        self._actions = np.zeros(0, dtype=np.int32)  # index into self._vocab per row
+        self._targets = np.zeros(0)
+        self._vocab: list[str] = []
+        self._split: tuple | None = None  # sparse memory: (dense columns, dense block, rest)
+
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return ("base", "k", "weight", "shrinkage", "capacity")
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "base": self.base.to_config()}
+
+    def clone(self) -> KNNMemory:
+        # The memory's arrays are rebound on learning, never written in place: share them.
+        twin = copy.copy(self)
+        twin.base = self.base.clone()
+        twin._vocab = list(self._vocab)
+        return twin
+
+    @property
+    def width(self):
+        """The base learner's posterior width, for explorations that need it (else None)."""
+        return getattr(self.base, "width", None)
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def _votes(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        n = X.shape[0]
+        votes = np.zeros((n, len(action_ids)))
+        if self._rows is None or not self.weight:
+            return votes
+        if X.shape[1] != self._rows.shape[1]:
+            raise SpecError(
+                f"KNNMemory was trained on {self._rows.shape[1]} features, got {X.shape[1]}"
+            )
+        sims = self._similarities(X)
+        k = min(self.k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (n, k), unordered
+        column = np.full(len(self._vocab), -1)
+        position = {a: j for j, a in enumerate(action_ids)}
+        for v, a in enumerate(self._vocab):
+            column[v] = position.get(a, -1)
+        cols = column[self._actions[top]]
+        near = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0)
+        rows = np.broadcast_to(np.arange(n)[:, None], top.shape)
+        keep = cols >= 0  # neighbours whose action is not offered in this call do not vote
+        index = (rows[keep], cols[keep])
+        total = np.zeros_like(votes)
+        np.add.at(votes, index, (near * self._targets[top])[keep])
+        np.add.at(total, index, near[keep])
+        # A similarity-weighted mean of the neighbours' residuals per action, shrunk toward 0
+        # (no evidence) by `shrinkage`: a paraphrase of one resolved query moves the score
+        # part of the way, several move it further, and no count of rows outvotes their mean.
+        return self.weight * votes / (self.shrinkage + total)
+
+    def _similarities(self, X: Matrix) -> np.ndarray:
+        """(n, m) dot products of the rows of X with the memory's rows."""
+        if not sparse.issparse(self._rows):
+            # rows @ x' reads the (m, d) memory in its stored order, one pass per call: about
+            # 1 ms per decision for 10,000 MiniLM rows.
+            return (self._rows @ np.asarray(X, dtype=np.float32).T).T
+        # Sparse rows with a dense block (the hybrid featurizers' static vectors, frequent
+        # n-grams): a sparse product would walk every memory row through each shared column,
+        # 10-20 ms per decision. Columns in at least 5% of rows are multiplied as a dense
+        # block, the rest (rare n-grams, a few per row) sparsely: the same sums, ~10x faster.
+        dense_cols, dense_block, rare_block = self._split_memory()
+        X = sparse.csr_matrix(X, dtype=np.float32)
+        in_dense = np.zeros(X.shape[1], dtype=bool)
+        in_dense[dense_cols] = True
+        position = np.zeros(X.shape[1], dtype=np.int64)
+        position[dense_cols] = np.arange(dense_cols.size)
+        row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        hit = in_dense[X.indices]
+        Xd = np.zeros((X.shape[0], dense_cols.size), dtype=np.float32)
+        Xd[row_of[hit], position[X.indices[hit]]] = X.data[hit]
+        Xr = sparse.csr_matrix((X.data[~hit], (row_of[~hit], X.indices[~hit])), shape=X.shape)
+        sims = (dense_block @ Xd.T).T
+        rare = rare_block @ Xr.T
+        return sims + (rare.toarray() if sparse.issparse(rare) else np.asarray(rare)).T
+
+    def _split_memory(self) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
+        if self._split is None:
+            rows = self._rows
+            counts = np.bincount(rows.indices, minlength=rows.shape[1])
+            dense_cols = np.flatnonzero(counts >= max(1.0, 0.05 * rows.shape[0]))
+            keep = np.ones(rows.shape[1], dtype=np.float32)
+            keep[dense_cols] = 0.0
+            rare = (rows @ sparse.diags(keep)).tocsr()
+            rare.eliminate_zeros()
+            self._split = (dense_cols, rows[:, dense_cols].toarray(), rare)
+        return self._split
+
+    def _predict(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        return self.base._predict(X, action_ids) + self._votes(X, action_ids)
+
+    def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
+        return self.base._score(X, action_ids) + self._votes(X, action_ids)
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None:
+        if self._rows is not None and X.shape[1] != self._rows.shape[1]:
+            raise SpecError(
+                f"KNNMemory was trained on {self._rows.shape[1]} features, got {X.shape[1]}"
+            )
+        self.base._learn(X, ids, t, w)
+        index = {a: v for v, a in enumerate(self._vocab)}
+        for a in ids:
+            if a not in index:
+                index[a] = len(self._vocab)
+                self._vocab.append(a)
+        acts = np.fromiter((index[a] for a in ids), dtype=np.int32, count=len(ids))
+        # Rows are kept at half precision (held as float32 for BLAS): a saved version stores
+        # them as float16 without loss, halving the memory's share of the artifact; the
+        # similarities move by about 1e-3, which does not change who the neighbours are.
+        if sparse.issparse(X):
+            new = sparse.csr_matrix(X, dtype=np.float32, copy=True)
+            new.data = new.data.astype(np.float16).astype(np.float32)
+            rows = new if self._rows is None else sparse.vstack([self._rows, new], format="csr")
+        else:
+            new = np.asarray(X, dtype=np.float16).astype(np.float32)
+            rows = new if self._rows is None else np.vstack([self._rows, new])
+        acts = np.concatenate([self._actions, acts])
+        targets = np.concatenate([self._targets, np.asarray(t, dtype=np.float64)])
+        if rows.shape[0] > self.capacity:  # forget the oldest
+            rows = rows[-self.capacity :]
+            acts, targets = acts[-self.capacity :], targets[-self.capacity :]
+        self._rows, self._actions, self._targets = rows, acts, targets
+        self._split = None
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _memory_nbytes(self) -> int:
+        m = self._rows
+        if m is None:
+            return 0
+        rows = (
+            m.data.nbytes + m.indices.nbytes + m.indptr.nbytes if sparse.issparse(m) else m.nbytes
+        )
+        return rows + self._actions.nbytes + self._targets.nbytes
+
+    def state_nbytes(self) -> int:
+        return self.base.state_nbytes() + self._memory_nbytes()
+
+    def state_bound(self, n_actions: int, dim: int, row_nnz: int | None = None) -> int:
+        row = dim * 4 if row_nnz is None else row_nnz * 8 + 8
+        own = self.capacity * (row + 12) + 8
+        return self.base.state_bound(n_actions, dim, row_nnz) + own
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        base_meta, base_arrays = self.base.get_state()
+        arrays = {f"base.{k}": v for k, v in base_arrays.items()}
+        m = self._rows
+        meta: dict[str, Any] = {
+            "base": base_meta,
+            "vocab": list(self._vocab),
+            "rows": 0 if m is None else int(m.shape[0]),
+            "dim": None if m is None else int(m.shape[1]),
+            "sparse": sparse.issparse(m),
+        }
+        if m is not None:
+            if sparse.issparse(m):
+                arrays.update(
+                    {
+                        "rows.data": m.data.astype(np.float16),
+                        "rows.indices": m.indices,
+                        "rows.indptr": m.indptr,
+                    }
+                )
+            else:
+                arrays["rows"] = m.astype(np.float16)
+            arrays["actions"] = self._actions
+            arrays["targets"] = self._targets
+        return meta, arrays
+
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self.base.set_state(
+            meta.get("base", {}),
+            {k[len("base.") :]: v for k, v in arrays.items() if k.startswith("base.")},
+        )
+        self._vocab = [str(a) for a in meta.get("vocab", [])]
+        n = int(meta.get("rows", 0))
+        if not n:
+            self._rows, self._actions, self._targets = None, np.zeros(0, np.int32), np.zeros(0)
+            self._split = None
+            return
+        try:
+            dim = int(meta["dim"])
+            if meta.get("sparse"):
+                rows: Matrix = sparse.csr_matrix(
+                    (arrays["rows.data"], arrays["rows.indices"], arrays["rows.indptr"]),
+                    shape=(n, dim), dtype=np.float32,
+                )  # fmt: skip
+            else:
+                rows = np.asarray(arrays["rows"], dtype=np.float32)
+            actions = np.asarray(arrays["actions"], dtype=np.int32)
+            targets = np.asarray(arrays["targets"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"KNNMemory state: the stored memory cannot be read ({exc})") from None
+        if (
+            rows.shape != (n, dim)
+            or actions.shape != (n,)
+            or targets.shape != (n,)
+            or (n and (actions.min() < 0 or actions.max() >= len(self._vocab)))
+        ):
+            raise SpecError("KNNMemory state: the stored memory is inconsistent")
+        self._rows, self._actions, self._targets = rows, actions, targets
+        self._split = None
+
+
+LEARNERS: dict[str, type[Learner]] = {
+    LinUCB.name: LinUCB,
+    IWRegression.name: IWRegression,
+    KNNMemory.name: KNNMemory,
+}
 
 
 def make_learner(spec: str | Mapping[str, Any] | Learner) -> Learner:

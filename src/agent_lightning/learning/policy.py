@@ -350,6 +350,9 @@ class Policy:
                 labelled.append(i)
         if self.hard_negatives and labelled:
             rows.extend(self._hard_negative_rows(exs, labelled))
+            # Each example's rows together, in log order: learners that keep only their newest
+            # rows (KNNMemory) or learn in order (IWRegression) see them as they happened.
+            rows.sort(key=lambda row: row[0])
         if not rows:
             return self
         X = self._encoder.contexts([ex.context for ex in exs])

@@ -1,0 +1,184 @@
+"""KNNMemory: a base learner plus a nearest-neighbour vote of recent outcomes.
+
+The generic checks (determinism, save/load, bounded memory, inputs not mutated) run in
+test_conformance.py; these are the memory's own behaviours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from agent_lightning.learning import (
+    Action,
+    HashingFeaturizer,
+    IWRegression,
+    KNNMemory,
+    LinUCB,
+    LoggedDecision,
+    Policy,
+    SpecError,
+    SquareCB,
+    Thompson,
+    make_learner,
+)
+
+ACTIONS = [
+    Action("order_card", description="order a new card"),
+    Action("card_pin", description="card pin number"),
+]
+
+
+def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    X = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def policy(weight: float) -> Policy:
+    # A base that learns next to nothing (huge ridge penalty): what changes is the memory's.
+    return Policy(
+        featurizer=HashingFeaturizer(n_features=2**12),
+        learner=KNNMemory(LinUCB(l2=1e6), k=5, weight=weight),
+        exploration=SquareCB(gamma=1000.0),
+        warm_start="zero_shot",
+        seed=0,
+    )
+
+
+def test_a_paraphrase_of_a_resolved_query_is_answered_as_it_was():
+    text = {"text": "how do I order a new card with a pin"}
+    paraphrase = {"text": "how can I order a new card with a pin"}
+    resolved = LoggedDecision(text, tuple(ACTIONS), "card_pin", 0.5, 1.0)
+    for weight, expected in ((0.0, "order_card"), (1.0, "card_pin")):
+        p = policy(weight)
+        assert p.greedy(paraphrase, ACTIONS) == "order_card"  # the prior's choice
+        p.learn([resolved])
+        assert p.greedy(paraphrase, ACTIONS) == expected
+    # A query unlike the remembered one keeps the prior's answer.
+    assert p.greedy({"text": "order card"}, ACTIONS) == "order_card"
+
+
+def test_a_failure_pushes_the_failed_action_down_near_its_query():
+    text = {"text": "how do I order a new card"}
+    p = policy(1.0)
+    before = p.predict_rewards([text], ACTIONS)[0]
+    p.learn([LoggedDecision(text, tuple(ACTIONS), "order_card", 0.9, 0.0)])
+    after = p.predict_rewards([text], ACTIONS)[0]
+    assert after[0] < before[0] - 0.1
+    assert after[1] == pytest.approx(before[1])
+
+
+def test_memory_keeps_the_newest_capacity_rows():
+    X = unit_rows(6)
+    m = KNNMemory(LinUCB(l2=1e6), k=1, capacity=3)
+    m.learn(X[:1], ["a"], [1.0])
+    assert m.predict(X[:1], ["a"])[0, 0] > 0.3
+    m.learn(X[1:5], ["b"] * 4, [1.0] * 4)
+    meta, arrays = m.get_state()
+    assert meta["rows"] == 3 and arrays["targets"].shape == (3,)
+    # The first row was forgotten: "a" gets no vote at its own context any more.
+    assert m.predict(X[:1], ["a"])[0, 0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_votes_follow_the_actions_offered_in_any_order():
+    X = unit_rows(40, seed=1)
+    ids = [("a", "b", "c")[i % 3] for i in range(40)]
+    t = np.random.default_rng(2).uniform(-1, 1, 40)
+    m = KNNMemory(IWRegression(table_bits=12), k=7)
+    m.learn(X, ids, t)
+    full = m.predict(X[:5], ["a", "b", "c"])
+    np.testing.assert_allclose(m.predict(X[:5], ["c", "a"]), full[:, [2, 0]])
+    # An action the memory has never seen gets only the base's prediction.
+    new = m.predict(X[:5], ["d"])[:, 0]
+    np.testing.assert_allclose(new, m.base.predict(X[:5], ["d"])[:, 0])
+
+
+def test_clone_is_independent():
+    X = unit_rows(10, seed=3)
+    m = KNNMemory(LinUCB(l2=1.0), k=3)
+    m.learn(X[:5], ["a"] * 5, [1.0] * 5)
+    before = m.predict(X, ["a", "b"])
+    twin = m.clone()
+    twin.learn(X[5:], ["b"] * 5, [1.0] * 5)
+    np.testing.assert_array_equal(m.predict(X, ["a", "b"]), before)
+    assert not np.allclose(twin.predict(X, ["a", "b"]), before)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"k": 0}, "k must be >= 1"),
+        ({"weight": -1}, "weight must be >= 0"),
+        ({"shrinkage": 0}, "shrinkage must be > 0"),
+        ({"capacity": 0}, "capacity must be >= 1"),
+        ({"base": {"kind": "knn"}}, "must not itself be a knn learner"),
+        ({"base": {"kind": "nope"}}, "unknown learner 'nope'"),
+    ],
+)
+def test_bad_parameters_are_refused(spec, message):
+    with pytest.raises(SpecError, match=message):
+        make_learner({"kind": "knn", **spec})
+
+
+def test_a_spec_round_trips_through_its_config():
+    m = make_learner({"kind": "knn", "base": {"kind": "iw_regression", "table_bits": 12}, "k": 3})
+    assert isinstance(m.base, IWRegression) and m.base.table_bits == 12
+    assert make_learner(m.to_config()).to_config() == m.to_config()
+
+
+def test_features_of_another_width_are_refused():
+    m = KNNMemory(LinUCB(l2=1.0))
+    m.learn(unit_rows(3, dim=16), ["a"] * 3, [1.0] * 3)
+    with pytest.raises(SpecError, match="16 features, got 8"):
+        m.predict(unit_rows(2, dim=8), ["a"])
+    with pytest.raises(SpecError, match="16 features, got 8"):
+        m.learn(unit_rows(2, dim=8), ["a"] * 2, [1.0] * 2)
+
+
+def test_an_inconsistent_stored_memory_is_refused():
+    m = KNNMemory(LinUCB(l2=1.0))
+    m.learn(unit_rows(3), ["a", "b", "a"], [1.0, 0.0, 1.0])
+    meta, arrays = m.get_state()
+    broken = dict(arrays, actions=np.array([0, 5, 1], dtype=np.int32))  # 5: no such action
+    with pytest.raises(SpecError, match="inconsistent"):
+        KNNMemory(LinUCB(l2=1.0)).set_state(meta, broken)
+
+
+def test_width_is_the_base_learners_so_thompson_sampling_works():
+    assert KNNMemory(IWRegression(table_bits=12)).width is None
+    p = Policy(
+        featurizer=HashingFeaturizer(n_features=2**12),
+        learner=KNNMemory(LinUCB(l2=1.0), k=3),
+        exploration=Thompson(scale=0.5, draws=64),
+        warm_start="zero_shot",
+        seed=0,
+    )
+    ctx = {"text": "order a card"}
+    p.learn([LoggedDecision(ctx, tuple(ACTIONS), "order_card", 0.5, 1.0)])
+    X = p._encoder.contexts([ctx])
+    np.testing.assert_allclose(
+        p.learner.width(X, ["order_card"]), p.learner.base.width(X, ["order_card"])
+    )
+    P = p.probabilities([ctx], ACTIONS)
+    assert P.shape == (1, 2) and P.sum() == pytest.approx(1.0)
+
+
+def test_sparse_memory_with_a_dense_block_gives_the_exact_similarities():
+    # Hybrid-like rows: a block of columns every row has, and rare columns.
+    rng = np.random.default_rng(4)
+    n, d = 200, 500
+    dense_part = rng.standard_normal((n, 20))
+    rare = sparse.random(n, d - 20, density=0.01, random_state=5, format="csr")
+    X = sparse.hstack([sparse.csr_matrix(dense_part), rare], format="csr")
+    m = KNNMemory(LinUCB(l2=1.0), k=4)
+    m.learn(X[:150], [("a", "b")[i % 2] for i in range(150)], rng.uniform(-1, 1, 150))
+    queries = X[150:]
+    expected = (queries @ m._rows.T).toarray()
+    np.testing.assert_allclose(m._similarities(queries), expected, rtol=1e-5, atol=1e-5)
+    # And the votes equal those of the same memory held densely.
+    dense = KNNMemory(LinUCB(l2=1.0), k=4)
+    dense.learn(X[:150].toarray(), [("a", "b")[i % 2] for i in range(150)], m._targets)
+    np.testing.assert_allclose(
+        m._votes(queries, ["a", "b"]), dense._votes(queries.toarray(), ["a", "b"]), atol=1e-5
+    )
