@@ -141,6 +141,27 @@ def test_a_correction_pushes_down_the_top_ranked_wrong_actions(k):
             assert after[a.id] == pytest.approx(before[a.id]), a.id
 
 
+def test_each_examples_rows_reach_the_learner_together_and_in_log_order():
+    # Learners that keep only their newest rows (KNNMemory) or learn in order (IWRegression)
+    # must not see a batch's hard negatives bunched after every example's own rows.
+    p = make_policy({"exploration": "greedy", "hard_negatives": 2})
+    seen: list[str] = []
+    learn = p.learner.learn
+    p.learner.learn = lambda X, ids, t, w=None: (seen.extend(ids), learn(X, ids, t, w))
+    examples = make_examples(3, seed=8)
+    logs = []
+    for ctx, label in examples:
+        wrong = next(a.id for a in ACTIONS if a.id != label)
+        logs.append(LoggedDecision(ctx, tuple(ACTIONS), wrong, 0.5, 0.0, label))
+    p.learn(logs)
+    # Per example: the chosen action, the correction, then its 2 hard negatives.
+    assert len(seen) == 3 * 4
+    for i, (_, label) in enumerate(examples):
+        block = seen[4 * i : 4 * i + 4]
+        assert block[0] == logs[i].action_id and block[1] == label
+        assert label not in block[2:] and logs[i].action_id not in block[2:]
+
+
 def test_one_right_action_reads_a_success_as_a_label():
     ctx = {"text": MIXED}
     plain = make_policy({"exploration": "greedy", "hard_negatives": 2})
