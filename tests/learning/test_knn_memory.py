@@ -114,6 +114,7 @@ def test_clone_is_independent():
         ({"capacity": 0}, "capacity must be >= 1"),
         ({"base": {"kind": "knn"}}, "must not itself be a knn learner"),
         ({"base": {"kind": "nope"}}, "unknown learner 'nope'"),
+        ({"k": "ten"}, "bad parameter for 'knn'"),
     ],
 )
 def test_bad_parameters_are_refused(spec, message):
