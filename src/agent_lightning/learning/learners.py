@@ -643,7 +643,7 @@ class KNNMemory(Learner):
         self._actions = np.zeros(0, dtype=np.int32)  # index into self._vocab per row
         self._targets = np.zeros(0)
         self._vocab: list[str] = []
-        self._split: tuple | None = None  # sparse memory: (dense columns, dense block, rest)
+        self._split: tuple | None = None  # sparse memory, see _split_memory
 
     @classmethod
     def _param_names(cls) -> tuple[str, ...]:
@@ -666,15 +666,18 @@ class KNNMemory(Learner):
 
     # -- scoring ------------------------------------------------------------------------------
 
+    def _check_width(self, X: Matrix) -> None:
+        if self._rows is not None and X.shape[1] != self._rows.shape[1]:
+            raise SpecError(
+                f"KNNMemory was trained on {self._rows.shape[1]} features, got {X.shape[1]}"
+            )
+
     def _votes(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
         n = X.shape[0]
         votes = np.zeros((n, len(action_ids)))
         if self._rows is None or not self.weight:
             return votes
-        if X.shape[1] != self._rows.shape[1]:
-            raise SpecError(
-                f"KNNMemory was trained on {self._rows.shape[1]} features, got {X.shape[1]}"
-            )
+        self._check_width(X)
         sims = self._similarities(X)
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (n, k), unordered
@@ -705,22 +708,19 @@ class KNNMemory(Learner):
         # n-grams): a sparse product would walk every memory row through each shared column,
         # 10-20 ms per decision. Columns in at least 5% of rows are multiplied as a dense
         # block, the rest (rare n-grams, a few per row) sparsely: the same sums, ~10x faster.
-        dense_cols, dense_block, rare_block = self._split_memory()
+        in_dense, position, dense_block, rare_block = self._split_memory()
         X = sparse.csr_matrix(X, dtype=np.float32)
-        in_dense = np.zeros(X.shape[1], dtype=bool)
-        in_dense[dense_cols] = True
-        position = np.zeros(X.shape[1], dtype=np.int64)
-        position[dense_cols] = np.arange(dense_cols.size)
         row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
         hit = in_dense[X.indices]
-        Xd = np.zeros((X.shape[0], dense_cols.size), dtype=np.float32)
+        Xd = np.zeros((X.shape[0], dense_block.shape[1]), dtype=np.float32)
         Xd[row_of[hit], position[X.indices[hit]]] = X.data[hit]
         Xr = sparse.csr_matrix((X.data[~hit], (row_of[~hit], X.indices[~hit])), shape=X.shape)
         sims = (dense_block @ Xd.T).T
         rare = rare_block @ Xr.T
         return sims + (rare.toarray() if sparse.issparse(rare) else np.asarray(rare)).T
 
-    def _split_memory(self) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
+    def _split_memory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, sparse.csr_matrix]:
+        """(column is dense?, column's place in the dense block, dense block, rare rest)."""
         if self._split is None:
             rows = self._rows
             counts = np.bincount(rows.indices, minlength=rows.shape[1])
@@ -729,7 +729,11 @@ class KNNMemory(Learner):
             keep[dense_cols] = 0.0
             rare = (rows @ sparse.diags(keep)).tocsr()
             rare.eliminate_zeros()
-            self._split = (dense_cols, rows[:, dense_cols].toarray(), rare)
+            in_dense = np.zeros(rows.shape[1], dtype=bool)
+            in_dense[dense_cols] = True
+            position = np.zeros(rows.shape[1], dtype=np.int64)
+            position[dense_cols] = np.arange(dense_cols.size)
+            self._split = (in_dense, position, rows[:, dense_cols].toarray(), rare)
         return self._split
 
     def _predict(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
@@ -741,10 +745,7 @@ class KNNMemory(Learner):
     # -- learning -----------------------------------------------------------------------------
 
     def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None:
-        if self._rows is not None and X.shape[1] != self._rows.shape[1]:
-            raise SpecError(
-                f"KNNMemory was trained on {self._rows.shape[1]} features, got {X.shape[1]}"
-            )
+        self._check_width(X)
         self.base._learn(X, ids, t, w)
         index = {a: v for v, a in enumerate(self._vocab)}
         for a in ids:
