@@ -115,6 +115,7 @@ def test_retention_rules_apply_and_are_audited(api: Api) -> None:
         "decisions": 365,
         "rewards": 365,
         "spans": 30,
+        "policy_versions": 30,
     }
     assert (
         api.client.put("/v1/retention/events", json={"days": 7}, headers=admin).status_code == 200

@@ -359,9 +359,10 @@ def retention_apply(
 
     store = _store(database_url)
     report = retention.apply(store, AuditLog(store), _cli_actor(), [app_id] if app_id else None)
-    table = Table("app", "events", "decisions", "rewards", title="removed")
+    kinds = ("events", "decisions", "rewards", "spans", "policy_versions")
+    table = Table("app", *kinds, title="removed (policy_versions: artifacts removed)")
     for app_name, removed in report.items():
-        table.add_row(app_name, *(str(removed[k]) for k in ("events", "decisions", "rewards")))
+        table.add_row(app_name, *(str(removed.get(k, 0)) for k in kinds))
     console.print(table)
 
 

@@ -125,6 +125,7 @@ def version_row(row: dict[str, Any], live: int | None) -> dict[str, Any]:
             "notes": row["notes"],
             "artifact_sha256": row["artifact_sha256"],
             "artifact_bytes": row["artifact_bytes"],
+            "artifact_pruned_at": row.get("artifact_pruned_at"),
             "data_hash": row["data_hash"],
             "examples": data_range.get("count"),
             "data_from": data_range.get("from"),

@@ -474,6 +474,7 @@ class DashboardData:
                     v.created_by,
                     v.created_at,
                     func.length(v.artifact),
+                    v.artifact_pruned_at,
                 )
                 .where(v.policy_id == policy_id)
                 .order_by(v.version)
@@ -491,6 +492,7 @@ class DashboardData:
                 "created_by": row[7],
                 "created_at": as_utc(row[8]).isoformat(),
                 "artifact_bytes": int(row[9] or 0),
+                "artifact_pruned_at": as_utc(row[10]).isoformat() if row[10] else None,
             }
             for row in rows
         ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_lightning.ingestion import DataIngestionPipeline, DecisionIn, RankRequest
-from agent_lightning.store import NotFound, Policy, Store
+from agent_lightning.store import Conflict, NotFound, Policy, Store, artifact_pruned_message
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,10 @@ class DecisionService:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         row = self.store.get_policy_version(policy.app_id, policy.name, version)
+        if row.artifact_pruned_at is not None:
+            # Never answer with an untrained policy in its place. Retention keeps the live
+            # version's and running rollouts' artifacts, so this means a race or a hand edit.
+            raise Conflict(artifact_pruned_message(policy.name, version, row.artifact_pruned_at))
         model = None
         if row.artifact:
             from agent_lightning.learning import Policy as LearnedPolicy

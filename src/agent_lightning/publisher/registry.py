@@ -17,7 +17,14 @@ from sqlalchemy import select
 
 from agent_lightning.publisher.bundle import Bundle, BundleError, sign_bundle, verify_bundle
 from agent_lightning.security.audit import Actor, AuditLog
-from agent_lightning.store import NotFound, Policy, PolicyVersion, Store, new_id
+from agent_lightning.store import (
+    NotFound,
+    Policy,
+    PolicyVersion,
+    Store,
+    artifact_pruned_message,
+    new_id,
+)
 
 MAX_ARRAY_DIFFS = 20
 MAX_ARRAY_ELEMENTS = 5_000_000
@@ -25,6 +32,10 @@ MAX_ARRAY_ELEMENTS = 5_000_000
 
 class RegistryError(ValueError):
     """A diff, export or import that cannot be done as asked (the API answers 422)."""
+
+
+class ArtifactRemoved(RegistryError):
+    """The version exists but retention removed its artifact (the API answers 409)."""
 
 
 def _ts(value: Any) -> str | None:
@@ -150,6 +161,7 @@ def _meta(row: PolicyVersion) -> dict[str, Any]:
         "parent_version": row.parent_version,
         "artifact_sha256": row.artifact_sha256,
         "artifact_bytes": len(row.artifact) if row.artifact else 0,
+        "artifact_pruned_at": _ts(row.artifact_pruned_at) if row.artifact_pruned_at else None,
         "data_hash": row.data_hash,
         "data_range": row.data_range,
         "notes": row.notes,
@@ -214,6 +226,8 @@ def export_bundle(
     """One version as a signed bundle (see `publisher.bundle` for the format)."""
     row = store.get_policy(app_id, policy)
     ver = store.get_policy_version(app_id, policy, version)
+    if ver.artifact_pruned_at is not None:
+        raise ArtifactRemoved(artifact_pruned_message(policy, ver.version, ver.artifact_pruned_at))
     manifest = {
         "app_id": app_id,
         "policy": policy,
@@ -304,6 +318,17 @@ def import_bundle(
                 )
             )
         if existing is not None:
+            if existing.artifact_pruned_at is not None and bundle.artifact is not None:
+                # Retention removed this version's bytes; the verified bundle brings them back.
+                existing = store.restore_policy_artifact(existing.id, bundle.artifact)
+                audit.record(
+                    actor,
+                    "policy_version.restore",
+                    "policy_version",
+                    f"{name}@{existing.version}",
+                    app_id=app_id,
+                    after={"artifact_sha256": sha, "from_bundle": origin},
+                )
             return existing, False
     metrics = dict(manifest.get("metrics") or {})
     metrics["imported_from"] = origin

@@ -55,6 +55,7 @@ from agent_lightning.store import (
     Policy,
     PolicyVersion,
     Store,
+    artifact_pruned_message,
     new_id,
     outcome_settings,
     utcnow,
@@ -331,9 +332,14 @@ class RolloutManager:
             ("candidate_version", candidate_version),
         ):
             try:
-                self.store.get_policy_version(app_id, policy, int(version))
+                ver = self.store.get_policy_version(app_id, policy, int(version))
             except NotFound:
                 raise RolloutError(f"{label}: policy {policy!r} has no version {version}") from None
+            if ver.artifact_pruned_at is not None:
+                raise RolloutError(
+                    f"{label}: "
+                    + artifact_pruned_message(policy, ver.version, ver.artifact_pruned_at)
+                )
         if int(candidate_version) == int(baseline_version):
             raise RolloutError(
                 f"candidate_version {candidate_version} is the baseline already; "

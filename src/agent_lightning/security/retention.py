@@ -3,6 +3,12 @@
 Defaults follow the product's guidance: raw telemetry (events) 30 days, decisions and rewards one
 year. Apply runs from the server's scheduler and from `agent-lightning retention apply`, and every
 run is audited with what it removed.
+
+`policy_versions` is about learned artifacts: a learning task registers a version (megabytes of
+learned state) each time its candidate passes the gate, so without a rule the store grows for
+ever. Past the rule's days a version's artifact bytes are removed and its row (lineage, metrics,
+SHA-256) stays; a policy's newest `KEEP_NEWEST_VERSIONS`, its live version and that version's
+parent, and the baseline and candidate of a running rollout always keep theirs.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ from sqlalchemy import select
 from agent_lightning.security.audit import Actor, AuditLog
 from agent_lightning.store import RetentionRule, Store, utcnow
 
-KINDS = ("events", "decisions", "rewards", "spans")
+KINDS = ("events", "decisions", "rewards", "spans", "policy_versions")
 # Spans (gateway model calls, ingested traces) hold raw conversation content: kept like events.
-DEFAULT_DAYS = {"events": 30, "decisions": 365, "rewards": 365, "spans": 30}
+DEFAULT_DAYS = {"events": 30, "decisions": 365, "rewards": 365, "spans": 30, "policy_versions": 30}
 MAX_DAYS = 36_500
+# Whatever their age, a policy's newest versions keep their artifacts (Kubernetes keeps 10
+# revisions of a Deployment by default, for the same reason: somewhere recent to roll back to).
+KEEP_NEWEST_VERSIONS = 10
 
 
 def rules(store: Store, app_id: str) -> dict[str, int]:
@@ -66,12 +75,35 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
     for app_id in app_ids or [a.id for a in store.list_apps()]:
         removed: dict[str, int] = {}
         # Rewards first, then decisions (rewards hang off decisions), then events.
+        days = rules(store, app_id)
         for kind in ("rewards", "decisions", "events", "spans"):
-            days = rules(store, app_id)[kind]
-            removed[kind] = store.delete_older_than(app_id, kind, now - timedelta(days=days))
+            removed[kind] = store.delete_older_than(app_id, kind, now - timedelta(days=days[kind]))
+        pruned = store.prune_policy_artifacts(
+            app_id,
+            now - timedelta(days=days["policy_versions"]),
+            keep_newest=KEEP_NEWEST_VERSIONS,
+            pinned=_rollout_versions,
+        )
+        removed["policy_versions"] = len(pruned)
         report[app_id] = removed
-        audit.record(actor, "retention.apply", "app", app_id, app_id=app_id, after=removed)
+        after: dict = dict(removed)
+        if pruned:  # which versions lost their bytes, and how many bytes that freed
+            after["policy_artifacts"] = [f"{p['policy']}@{p['version']}" for p in pruned]
+            after["policy_artifact_bytes"] = sum(p["bytes"] for p in pruned)
+        audit.record(actor, "retention.apply", "app", app_id, app_id=app_id, after=after)
     return report
+
+
+def _rollout_versions(session, policy_id: str) -> set[int]:
+    """The versions a running or paused rollout of this policy serves (never pruned)."""
+    from agent_lightning.publisher.models import ACTIVE, Rollout
+
+    rows = session.execute(
+        select(Rollout.baseline_version, Rollout.candidate_version).where(
+            Rollout.policy_id == policy_id, Rollout.status.in_(ACTIVE)
+        )
+    )
+    return {int(v) for row in rows for v in row}
 
 
 def erase_user(store: Store, audit: AuditLog, app_id: str, user_id: str, actor: Actor) -> dict:

@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -534,6 +534,14 @@ class Store:
                 )
             ):
                 raise NotFound(f"policy {name!r} has no version {version}")
+            if version is not None:
+                pruned = s.scalar(
+                    select(PolicyVersion.artifact_pruned_at).where(
+                        PolicyVersion.policy_id == policy.id, PolicyVersion.version == version
+                    )
+                )
+                if pruned is not None:
+                    raise Conflict(artifact_pruned_message(name, version, pruned))
             before = policy.live_version
             policy.live_version = version
             policy.updated_at = utcnow()
@@ -558,6 +566,89 @@ class Store:
         policy = self.get_policy(app_id, name)
         query = select(PolicyVersion).where(PolicyVersion.policy_id == policy.id)
         return self._page(query, PolicyVersion, cursor, limit, "asc")
+
+    def prune_policy_artifacts(
+        self,
+        app_id: str,
+        cutoff: datetime,
+        *,
+        keep_newest: int,
+        pinned: Callable[[Session, str], Collection[int]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Retention for learned artifacts: drop the bytes of versions created before `cutoff`.
+
+        Never dropped: each policy's newest `keep_newest` versions, its live version and that
+        version's parent (where a rollback goes first), and the versions `pinned(session,
+        policy_id)` returns (a running rollout's baseline and candidate: components that hold
+        versions say which, read under the same lock). The version row stays, with its
+        lineage, metrics and SHA-256; `artifact_pruned_at` says when its bytes went. Each policy
+        is pruned under its row lock, the lock `set_live_version` takes, so a version cannot
+        become live while its bytes are being removed. Returns one entry per pruned version.
+        """
+        now = utcnow()
+        out: list[dict[str, Any]] = []
+        with self.session() as s:
+            policy_ids = list(s.scalars(select(Policy.id).where(Policy.app_id == app_id)))
+        for policy_id in policy_ids:
+            with self.session() as s:
+                policy = s.scalar(select(Policy).where(Policy.id == policy_id).with_for_update())
+                if policy is None:  # deleted meanwhile
+                    continue
+                numbers = s.scalars(
+                    select(PolicyVersion.version)
+                    .where(PolicyVersion.policy_id == policy_id)
+                    .order_by(PolicyVersion.version.desc())
+                    .limit(max(int(keep_newest), 0))
+                )
+                keep = set(numbers)
+                if pinned is not None:
+                    keep.update(int(v) for v in pinned(s, policy_id))
+                if policy.live_version is not None:
+                    keep.add(policy.live_version)
+                    parent = s.scalar(
+                        select(PolicyVersion.parent_version).where(
+                            PolicyVersion.policy_id == policy_id,
+                            PolicyVersion.version == policy.live_version,
+                        )
+                    )
+                    if parent is not None:
+                        keep.add(parent)
+                doomed = s.execute(
+                    select(
+                        PolicyVersion.pk, PolicyVersion.version, func.length(PolicyVersion.artifact)
+                    )
+                    .where(
+                        PolicyVersion.policy_id == policy_id,
+                        PolicyVersion.artifact.is_not(None),
+                        PolicyVersion.created_at < cutoff,
+                        PolicyVersion.version.not_in(keep),
+                    )
+                    .order_by(PolicyVersion.version)
+                ).all()
+                if not doomed:
+                    continue
+                s.execute(
+                    update(PolicyVersion)
+                    .where(PolicyVersion.pk.in_([row[0] for row in doomed]))
+                    .values(artifact=None, artifact_pruned_at=now)
+                )
+                out.extend(
+                    {"policy": policy.name, "version": int(v), "bytes": int(n or 0)}
+                    for _, v, n in doomed
+                )
+        return out
+
+    def restore_policy_artifact(self, version_id: str, artifact: bytes) -> PolicyVersion:
+        """Put back the bytes retention removed; they must hash to the version's SHA-256."""
+        digest = hashlib.sha256(artifact).hexdigest()
+        with self.session() as s:
+            row = s.scalar(select(PolicyVersion).where(PolicyVersion.id == version_id))
+            if row is None:
+                raise NotFound("policy version not found")
+            if row.artifact_sha256 != digest:
+                raise Conflict("the artifact does not match the version's SHA-256")
+            row.artifact, row.artifact_pruned_at = artifact, None
+            return row
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -682,6 +773,15 @@ class Store:
                 delete(model).where(model.app_id == app_id, model.created_at < cutoff)
             )
             return int(result.rowcount or 0)
+
+
+def artifact_pruned_message(name: str, version: int, pruned_at: datetime) -> str:
+    """What to say when a version whose artifact retention removed is asked to serve."""
+    return (
+        f"version {version} of policy {name!r} has no artifact: retention removed it on "
+        f"{pruned_at:%Y-%m-%d}; choose a version that still has one, or import its exported "
+        "bundle again to restore it"
+    )
 
 
 def app_settings(app: App) -> dict[str, Any]:

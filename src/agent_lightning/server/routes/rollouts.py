@@ -287,7 +287,10 @@ def export_bundle(
 ):
     state = _state(request)
     signing_key = keys.signing_key(state.settings.data_dir)
-    data = registry.export_bundle(state.store, principal.app_id, name, version, signing_key)
+    try:
+        data = registry.export_bundle(state.store, principal.app_id, name, version, signing_key)
+    except registry.ArtifactRemoved as exc:
+        raise APIError(409, "artifact_removed", str(exc)) from None
     return Response(
         content=data,
         media_type="application/json",

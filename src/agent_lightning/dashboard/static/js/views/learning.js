@@ -157,7 +157,14 @@ function versionDetails(v) {
         row("gate", v.gate ? (v.gate.passed ? h("span.badge.good", "passed") : h("span.badge.warn", v.gate.reason || "not passed")) : "–"),
         est ? row(`estimate (${est.estimator || "?"})`, `candidate ${ci(est.candidate)} vs live ${ci(est.baseline)}`) : null,
         row("notes", v.notes || "–"),
-        row("artefact", h("span.mono", (v.artifact_sha256 || "").slice(0, 16) || "–")),
+        row(
+          "artefact",
+          h(
+            "span",
+            h("span.mono", (v.artifact_sha256 || "").slice(0, 16) || "–"),
+            v.artifact_pruned_at ? h("span.badge.warn", { style: { marginLeft: "8px" } }, "removed by retention") : null,
+          ),
+        ),
       ),
     ),
   );
