@@ -46,6 +46,17 @@ FEATURIZERS = {
 }
 if HAS_MINILM:
     FEATURIZERS["minilm"] = lambda: MiniLMFeaturizer(cache_dir=MINILM_CACHE)
+
+
+@pytest.fixture(autouse=True)
+def _private_embedding_cache(monkeypatch):
+    # A policy loaded from bytes finds the cache through $AGL_CACHE_DIR (where the cache lives
+    # is the machine's business, not the policy's). Pointing it at the same private cache means
+    # a loaded policy reads the vectors its original wrote: recomputing them in another batch
+    # can move a MiniLM embedding by ~1e-8, which the exact round-trip checks below would see.
+    monkeypatch.setenv("AGL_CACHE_DIR", MINILM_CACHE)
+
+
 LEARNERS = {
     "linucb": lambda: LinUCB(l2=0.5, budget=64),
     "linucb_ucb": lambda: LinUCB(l2=0.5, alpha=0.2, budget=64),
