@@ -22,6 +22,7 @@ from agent_lightning.learning import (
     SquareCB,
     Thompson,
     make_learner,
+    make_policy,
 )
 
 ACTIONS = [
@@ -183,3 +184,48 @@ def test_sparse_memory_with_a_dense_block_gives_the_exact_similarities():
     np.testing.assert_allclose(
         m._votes(queries, ["a", "b"]), dense._votes(queries.toarray(), ["a", "b"]), atol=1e-5
     )
+
+
+def test_inferred_rows_teach_the_base_but_stay_out_of_the_memory():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 8))
+    ids = ["a", "b", "c", "a", "b", "c"]
+    targets = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    observed = np.array([True, False, False, True, True, False])
+    knn = KNNMemory(LinUCB(l2=0.5), k=3)
+    knn.learn(X, ids, targets, observed=observed)
+    # Only the observed rows are remembered, with their own targets.
+    assert knn._rows.shape[0] == 3
+    np.testing.assert_array_equal(knn._targets, [1.0, 1.0, 0.0])
+    # The base learned from every row, the hard negatives included.
+    alone = LinUCB(l2=0.5)
+    alone.learn(X, ids, targets)
+    abc = ["a", "b", "c"]
+    np.testing.assert_allclose(knn.base.predict(X, abc), alone.predict(X, abc))
+    # A batch of inferred rows only changes the base, not the memory.
+    knn.learn(X[:2], ["b", "c"], [0.0, 0.0], observed=[False, False])
+    assert knn._rows.shape[0] == 3
+    with pytest.raises(SpecError, match="same length"):
+        knn.learn(X, ids, targets, observed=[True])
+
+
+def test_policy_learn_marks_hard_negatives_as_inferred():
+    policy = make_policy(
+        {
+            "featurizer": {"kind": "hashing", "n_features": 1024},
+            "learner": {"kind": "knn", "k": 3},
+            "hard_negatives": 3,
+        }
+    )
+    actions = tuple(Action(a) for a in ("card_arrival", "lost_card", "refund", "top_up", "pin"))
+    logs = [
+        LoggedDecision({"text": f"where is my card {i}"}, actions, "refund", 0.2, reward=0.0,
+                       correct_action_id="card_arrival")
+        for i in range(4)
+    ]  # fmt: skip
+    policy.learn(logs)
+    # Each correction: the chosen action's 0 and the right action's 1 are remembered; its
+    # three hard negatives are learned by the base but not remembered.
+    assert policy.learner._rows.shape[0] == 8
+    assert policy.learner.base._arms.keys() >= {"card_arrival", "refund"}
+    assert sum(arm.n for arm in policy.learner.base._arms.values()) == 4 * 5

@@ -147,7 +147,10 @@ def test_each_examples_rows_reach_the_learner_together_and_in_log_order():
     p = make_policy({"exploration": "greedy", "hard_negatives": 2})
     seen: list[str] = []
     learn = p.learner.learn
-    p.learner.learn = lambda X, ids, t, w=None: (seen.extend(ids), learn(X, ids, t, w))
+    p.learner.learn = lambda X, ids, t, w=None, observed=None: (
+        seen.extend(ids),
+        learn(X, ids, t, w, observed=observed),
+    )
     examples = make_examples(3, seed=8)
     logs = []
     for ctx, label in examples:

@@ -109,19 +109,29 @@ class Learner(ABC):
         action_ids: Sequence[str],
         targets: Sequence[float] | np.ndarray,
         weights: Sequence[float] | np.ndarray | None = None,
+        observed: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
-        """Learn from rows: row i says "action_ids[i] in context X[i] earned targets[i]"."""
+        """Learn from rows: row i says "action_ids[i] in context X[i] earned targets[i]".
+
+        `observed[i] = False` marks a row that was inferred, not seen: a hard negative, an
+        action a correction implies was wrong. Every learner learns from it; a learner that
+        keeps raw rows as a record of what happened (`KNNMemory`) does not keep it. By default
+        every row was observed.
+        """
         self._check_X(X)
         n = X.shape[0]
         ids = list(action_ids)
         t = np.asarray(targets, dtype=np.float64).reshape(-1)
         w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-        if len(ids) != n or t.shape[0] != n or w.shape[0] != n:
-            raise SpecError("learn(): X, action_ids, targets and weights must have the same length")
+        seen = np.ones(n, dtype=bool) if observed is None else np.asarray(observed, dtype=bool)
+        if len(ids) != n or t.shape[0] != n or w.shape[0] != n or seen.shape != (n,):
+            raise SpecError(
+                "learn(): X, action_ids, targets, weights and observed must have the same length"
+            )
         if not (np.all(np.isfinite(t)) and np.all(np.isfinite(w)) and np.all(w > 0)):
             raise SpecError("learn(): targets must be finite and weights finite and positive")
         if n:
-            self._learn(X, ids, t, w)
+            self._learn_rows(X, ids, t, w, seen)
             self._n_seen = getattr(self, "_n_seen", 0) + n
 
     def clone(self) -> Learner:
@@ -164,6 +174,12 @@ class Learner(ABC):
 
     @abstractmethod
     def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None: ...
+
+    def _learn_rows(
+        self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray, observed: np.ndarray
+    ) -> None:
+        """`_learn`, told which rows were observed; most learners treat every row alike."""
+        self._learn(X, ids, t, w)
 
     @staticmethod
     def _check_X(X: Matrix) -> None:
@@ -745,8 +761,24 @@ class KNNMemory(Learner):
     # -- learning -----------------------------------------------------------------------------
 
     def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None:
+        self._learn_rows(X, ids, t, w, np.ones(len(ids), dtype=bool))
+
+    def _learn_rows(
+        self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray, observed: np.ndarray
+    ) -> None:
         self._check_width(X)
-        self.base._learn(X, ids, t, w)
+        self.base._learn_rows(X, ids, t, w, observed)
+        # The memory is a record of outcomes: inferred rows (hard negatives, three per
+        # correction by default) would crowd them out of a 10,000-row memory, which then held
+        # only the last ~2,000 corrected examples. Held-out split, corrections, seeds 0-2:
+        # hybrid 89.3% without them against 87.5% with them (88.7% for LinUCB alone), MiniLM
+        # 91.5% against 89.9% (89.8%).
+        if not observed.all():
+            keep = np.flatnonzero(observed)
+            if keep.size == 0:
+                return
+            X, t = _rows(X, keep), t[keep]
+            ids = [ids[i] for i in keep]
         index = {a: v for v, a in enumerate(self._vocab)}
         for a in ids:
             if a not in index:

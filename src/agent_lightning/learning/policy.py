@@ -334,7 +334,8 @@ class Policy:
         they were wrong, and those are the ones that would be chosen in its place.
         """
         exs = list(examples)
-        rows: list[tuple[int, Action, float, float]] = []
+        # (example index, action, reward, weight, observed): hard negatives are inferred.
+        rows: list[tuple[int, Action, float, float, bool]] = []
         labelled: list[int] = []
         for i, ex in enumerate(exs):
             if not isinstance(ex, LoggedDecision):
@@ -342,10 +343,10 @@ class Policy:
             by_id = {a.id: a for a in ex.actions}
             r = ex.observed_reward
             if r is not None:
-                rows.append((i, by_id[ex.action_id], r, 1.0 / float(ex.propensity)))
+                rows.append((i, by_id[ex.action_id], r, 1.0 / float(ex.propensity), True))
             c = ex.correct_action_id
             if c is not None and c != ex.action_id:
-                rows.append((i, by_id[c], 1.0, 1.0))
+                rows.append((i, by_id[c], 1.0, 1.0, True))
             if c is not None or (self.one_right_action and r is not None and r >= 1.0):
                 labelled.append(i)
         if self.hard_negatives and labelled:
@@ -368,22 +369,23 @@ class Policy:
                 dots = np.einsum("ij,ij->i", Xr, np.asarray(A), dtype=np.float64)
             prior += self.prior_scale * dots
         if self.rules is not None and self.warm_start == "rules":
-            for n, (i, a, _, _) in enumerate(rows):
+            for n, (i, a, *_) in enumerate(rows):
                 if self.rules(exs[i].context, exs[i].actions) == a.id:
                     prior[n] += self.rule_weight
         targets = np.asarray([r[2] for r in rows]) - prior
         weights = np.asarray([r[3] for r in rows])
-        self.learner.learn(Xr, [a.id for a in acts], targets, weights)
+        observed = np.asarray([r[4] for r in rows], dtype=bool)
+        self.learner.learn(Xr, [a.id for a in acts], targets, weights, observed=observed)
         self._examples_seen += len(exs)
         return self
 
     def _hard_negative_rows(
         self, exs: list[LoggedDecision], labelled: list[int]
-    ) -> list[tuple[int, Action, float, float]]:
+    ) -> list[tuple[int, Action, float, float, bool]]:
         groups: dict[tuple[str, ...], list[int]] = {}
         for i in labelled:
             groups.setdefault(tuple(a.id for a in exs[i].actions), []).append(i)
-        out: list[tuple[int, Action, float, float]] = []
+        out: list[tuple[int, Action, float, float, bool]] = []
         for idx in groups.values():
             acts = list(exs[idx[0]].actions)
             s = self._scores([exs[i].context for i in idx], acts, optimistic=False)
@@ -392,7 +394,7 @@ class Policy:
                 # The chosen action already has its reward row; the right one is not wrong.
                 known = (exs[i].correct_action_id or exs[i].action_id, exs[i].action_id)
                 wrong = [acts[j] for j in order[row] if acts[j].id not in known]
-                out.extend((i, a, 0.0, 1.0) for a in wrong[: self.hard_negatives])
+                out.extend((i, a, 0.0, 1.0, False) for a in wrong[: self.hard_negatives])
         return out
 
     def clone(self) -> Policy:
