@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent_lightning.security.audit import Actor, AuditLog
 from agent_lightning.store import RetentionRule, Store, utcnow
@@ -94,7 +95,7 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
     return report
 
 
-def _rollout_versions(session, policy_id: str) -> set[int]:
+def _rollout_versions(session: Session, policy_id: str) -> set[int]:
     """The versions a running or paused rollout of this policy serves (never pruned)."""
     from agent_lightning.publisher.models import ACTIVE, Rollout
 
