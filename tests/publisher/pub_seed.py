@@ -7,8 +7,14 @@ decisions naming the policy version that acted, then rewards for them.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from tests.conftest import Api, make_api
+
+from agent_lightning.config import Settings
 from agent_lightning.ingestion import DataIngestionPipeline
 from agent_lightning.learning import Action, LoggedDecision, make_policy
 from agent_lightning.security.audit import Actor
@@ -58,6 +64,26 @@ def seed_policy(store: Store, app_id: str = APP, name: str = POLICY, versions: i
             make_live=i == 0,
         )
     return store.get_policy(app_id, name)
+
+
+@contextmanager
+def publisher_api(database_url: str, tmp_path: Path, versions: int = 3) -> Iterator[Api]:
+    """The real app on `database_url`, with `seed_policy(versions=...)` already in the store."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
+        token_burst=1000,
+        token_rate=1000.0,
+    )
+    store = Store(database_url)
+    seed_policy(store, versions=versions)
+    made = make_api(settings, store)
+    try:
+        yield made
+    finally:
+        made.client.close()
+        store.close()
 
 
 def record(

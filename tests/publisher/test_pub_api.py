@@ -8,28 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pub_seed import APP, POLICY, record, seed_policy
-from tests.conftest import Api, make_api
-
-from agent_lightning.config import Settings
-from agent_lightning.store import Store
+from pub_seed import APP, POLICY, publisher_api, record
+from tests.conftest import Api
 
 
 @pytest.fixture
 def papi(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
-        token_burst=1000,
-        token_rate=1000.0,
-    )
-    store = Store(database_url)
-    seed_policy(store)
-    made = make_api(settings, store)
-    yield made
-    made.client.close()
-    store.close()
+    with publisher_api(database_url, tmp_path) as made:
+        yield made
 
 
 def test_canary_through_the_api_reaches_live(papi: Api) -> None:

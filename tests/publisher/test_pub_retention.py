@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pub_seed import APP, POLICY, seed_policy
+from pub_seed import APP, POLICY, publisher_api
 from sqlalchemy import text
-from tests.conftest import Api, make_api
+from tests.conftest import Api
 
-from agent_lightning.config import Settings
 from agent_lightning.security import retention
 from agent_lightning.store import Conflict, Store
 
@@ -26,19 +25,9 @@ VERSIONS = 16  # newest 10 (v7-v16) are kept whatever their age
 
 @pytest.fixture
 def rapi(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        jwt_secret="test-signing-key-0123456789abcdef0123456789abcdef",
-        token_burst=1000,
-        token_rate=1000.0,
-    )
-    store = Store(database_url)
-    seed_policy(store, versions=VERSIONS)  # v1 live, each version the parent of the next
-    made = make_api(settings, store)
-    yield made
-    made.client.close()
-    store.close()
+    # v1 live, each version the parent of the next.
+    with publisher_api(database_url, tmp_path, versions=VERSIONS) as made:
+        yield made
 
 
 def _age(store: Store, days: float, versions: list[int]) -> None:
