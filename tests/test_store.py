@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm.exc import DetachedInstanceError
 
 from agent_lightning.store import (
     Conflict,
@@ -210,8 +213,61 @@ def test_policy_versions_are_numbered_immutable_and_live_switches(store: Store) 
         store.set_live_version("acme", "intents", 7)
     versions = store.list_policy_versions("acme", "intents").items
     assert [(v.version, v.parent_version) for v in versions] == [(1, None), (2, 1)]
+    # A listing carries each artifact's size, not its bytes (megabytes per learned version).
+    assert [v.artifact_bytes for v in versions] == [3, 3]
+    with pytest.raises(DetachedInstanceError):
+        _ = versions[0].artifact
+    assert store.get_policy_version("acme", "intents", 1).artifact == b"one"
     with pytest.raises(NotFound):
         store.get_policy("globex", "intents")
+
+
+def test_upgrading_an_older_database_records_each_artifacts_size(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from agent_lightning.store.engine import MIGRATIONS_DIR, create_store_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_store_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:  # the schema as the release before 0005 left it
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO apps (id, name, created_at, reward_wait_seconds, default_reward,"
+                " reward_aggregation, reward_min, reward_max, settings)"
+                " VALUES ('acme', '', :t, 60, 0, 'last', 0, 1, '{}')"
+            ),
+            {"t": datetime.now(UTC)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO policies (id, app_id, name, decision_point, description, spec,"
+                " created_by, created_at, updated_at) VALUES ('p1', 'acme', 'intents', 'intent',"
+                " '', '{}', '', :t, :t)"
+            ),
+            {"t": datetime.now(UTC)},
+        )
+        for n, blob in ((1, b"x" * 1234), (2, None)):
+            connection.execute(
+                text(
+                    "INSERT INTO policy_versions (id, app_id, policy_id, version, artifact,"
+                    " data_range, metrics, notes, created_by, created_at)"
+                    " VALUES (:id, 'acme', 'p1', :n, :a, '{}', '{}', '', '', :t)"
+                ),
+                {"id": f"v{n}", "n": n, "a": blob, "t": datetime.now(UTC)},
+            )
+    engine.dispose()
+    store = Store(url)  # upgrades to the newest schema
+    listed = store.list_policy_versions("acme", "intents").items
+    sizes = [(v.version, v.artifact_bytes) for v in listed]
+    assert sizes == [(1, 1234), (2, 0)]
+    assert store.get_policy_version("acme", "intents", 1).artifact_pruned_at is None
+    store.close()
 
 
 def test_erasure_removes_a_user_everywhere(store: Store) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agent_lightning.publisher.bundle import Bundle, BundleError, sign_bundle, verify_bundle
 from agent_lightning.security.audit import Actor, AuditLog
@@ -160,7 +160,7 @@ def _meta(row: PolicyVersion) -> dict[str, Any]:
         "version": row.version,
         "parent_version": row.parent_version,
         "artifact_sha256": row.artifact_sha256,
-        "artifact_bytes": len(row.artifact) if row.artifact else 0,
+        "artifact_bytes": row.artifact_bytes or 0,
         "artifact_pruned_at": _ts(row.artifact_pruned_at) if row.artifact_pruned_at else None,
         "data_hash": row.data_hash,
         "data_range": row.data_range,
@@ -179,10 +179,12 @@ def diff_versions(
     """
     row = store.get_policy(app_id, policy)
     if to_version is None:
-        versions = store.list_policy_versions(app_id, policy, limit=1000).items
-        if not versions:
+        with store.session() as s:
+            to_version = s.scalar(
+                select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == row.id)
+            )
+        if to_version is None:
             raise RegistryError(f"policy {policy!r} has no versions yet")
-        to_version = max(v.version for v in versions)
     new = store.get_policy_version(app_id, policy, to_version)
     if from_version is None:
         from_version = new.parent_version or row.live_version

@@ -95,7 +95,7 @@ def policy_version(row: PolicyVersion, policy_name: str | None = None) -> dict[s
         "version": row.version,
         "parent_version": row.parent_version,
         "artifact_sha256": row.artifact_sha256,
-        "artifact_bytes": len(row.artifact) if row.artifact else 0,
+        "artifact_bytes": row.artifact_bytes or 0,
         "artifact_pruned_at": ts(row.artifact_pruned_at) if row.artifact_pruned_at else None,
         "data_hash": row.data_hash,
         "data_range": row.data_range,

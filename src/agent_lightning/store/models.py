@@ -226,6 +226,8 @@ class PolicyVersion(Base):
     parent_version: Mapped[int | None] = mapped_column(Integer)
     artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
     artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Size of the stored bytes, so listing versions never reads the artifacts themselves.
+    artifact_bytes: Mapped[int] = mapped_column(Integer, default=0)
     # Set when retention removed the artifact's bytes: the row (lineage, metrics, SHA-256) stays.
     artifact_pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     data_hash: Mapped[str | None] = mapped_column(String(64))

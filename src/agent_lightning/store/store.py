@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from agent_lightning.store.engine import create_store_engine, upgrade_schema
 from agent_lightning.store.models import (
@@ -513,6 +513,7 @@ class Store:
             version.app_id = policy.app_id
             if version.artifact is not None:
                 version.artifact_sha256 = hashlib.sha256(version.artifact).hexdigest()
+            version.artifact_bytes = len(version.artifact or b"")
             s.add(version)
             if make_live:
                 policy.live_version = version.version
@@ -563,8 +564,14 @@ class Store:
     def list_policy_versions(
         self, app_id: str, name: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[PolicyVersion]:
+        """Versions without their artifact bytes (`get_policy_version` has them): a listing
+        should not read megabytes per version. Touching `.artifact` on these rows raises."""
         policy = self.get_policy(app_id, name)
-        query = select(PolicyVersion).where(PolicyVersion.policy_id == policy.id)
+        query = (
+            select(PolicyVersion)
+            .where(PolicyVersion.policy_id == policy.id)
+            .options(defer(PolicyVersion.artifact, raiseload=True))
+        )
         return self._page(query, PolicyVersion, cursor, limit, "asc")
 
     def prune_policy_artifacts(
@@ -614,9 +621,7 @@ class Store:
                     if parent is not None:
                         keep.add(parent)
                 doomed = s.execute(
-                    select(
-                        PolicyVersion.pk, PolicyVersion.version, func.length(PolicyVersion.artifact)
-                    )
+                    select(PolicyVersion.pk, PolicyVersion.version, PolicyVersion.artifact_bytes)
                     .where(
                         PolicyVersion.policy_id == policy_id,
                         PolicyVersion.artifact.is_not(None),
@@ -630,7 +635,7 @@ class Store:
                 s.execute(
                     update(PolicyVersion)
                     .where(PolicyVersion.pk.in_([row[0] for row in doomed]))
-                    .values(artifact=None, artifact_pruned_at=now)
+                    .values(artifact=None, artifact_bytes=0, artifact_pruned_at=now)
                 )
                 out.extend(
                     {"policy": policy.name, "version": int(v), "bytes": int(n or 0)}
@@ -648,6 +653,7 @@ class Store:
             if row.artifact_sha256 != digest:
                 raise Conflict("the artifact does not match the version's SHA-256")
             row.artifact, row.artifact_pruned_at = artifact, None
+            row.artifact_bytes = len(artifact)
             return row
 
     # -- tasks ----------------------------------------------------------------------------------
