@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pub_seed import APP, POLICY, publisher_api
+from pub_seed import ADMIN, APP, POLICY, publisher_api
 from sqlalchemy import text
 from tests.conftest import Api
 
@@ -157,3 +157,25 @@ def _system():
     from agent_lightning.security.audit import Actor
 
     return Actor("retention-test", "system")
+
+
+def test_a_rollout_starting_as_retention_prunes_its_candidate_is_refused(
+    rapi: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_lightning.publisher.rollouts import RolloutError
+
+    store = rapi.store
+    manager = rapi.app.state.agl.extras["publisher"].manager
+    _age(store, 40, list(range(1, VERSIONS + 1)))
+    checked = store.get_policy_version
+
+    def retention_runs_right_after_the_check(app_id: str, name: str, version: int):
+        row = checked(app_id, name, version)
+        if version == 2:
+            store.prune_policy_artifacts(APP, datetime.now(UTC) - timedelta(days=30), keep_newest=0)
+        return row
+
+    monkeypatch.setattr(store, "get_policy_version", retention_runs_right_after_the_check)
+    with pytest.raises(RolloutError, match="retention removed it"):
+        manager.start(APP, ADMIN, policy=POLICY, candidate_version=2)
+    assert manager.active(APP, POLICY) is None

@@ -384,6 +384,19 @@ class RolloutManager:
         )
         try:
             with self.store.session() as s:
+                # Under the policy's row lock, the lock retention prunes under: either the
+                # versions still have their artifacts and retention will see this rollout pin
+                # them, or retention got there first and the rollout is refused.
+                s.execute(select(Policy.pk).where(Policy.id == row.id).with_for_update())
+                pruned = s.execute(
+                    select(PolicyVersion.version, PolicyVersion.artifact_pruned_at).where(
+                        PolicyVersion.policy_id == row.id,
+                        PolicyVersion.version.in_([rollout.baseline_version, candidate_version]),
+                        PolicyVersion.artifact_pruned_at.is_not(None),
+                    )
+                ).first()
+                if pruned is not None:
+                    raise RolloutError(artifact_pruned_message(policy, pruned[0], pruned[1]))
                 s.add(rollout)
         except IntegrityError:
             current = self.active(app_id, policy)
