@@ -473,7 +473,7 @@ class DashboardData:
                     v.notes,
                     v.created_by,
                     v.created_at,
-                    func.length(v.artifact),
+                    v.artifact_bytes,
                     v.artifact_pruned_at,
                 )
                 .where(v.policy_id == policy_id)

@@ -233,11 +233,11 @@ def intent_actions(labels: Sequence[str]) -> list[Action]:
 # The featurizers whose neighbours mean something (sentence embeddings, static word vectors)
 # learn with a nearest-neighbour memory beside LinUCB (`KNNMemory`, weight 0.75). On that split
 # it raised bandit learning from 84.8 to 86.5% (MiniLM, seeds 0-4) and from 81.1 to 82.6%
-# (hybrid, seeds 0-2); with corrections MiniLM was unchanged (89.8 / 89.9%, seeds 0-2) and hybrid
-# lost 1.2 points (88.7 / 87.5%): the presets favour bandit feedback, the common case. Weight
-# 1.0 gained more with bandit feedback (MiniLM 87.1%) and lost corrections (89.3%); 0.5 gained
-# both but less (85.6 / 90.7%). Hashed n-grams alone share too few words between paraphrases for
-# it to help (76.6% with it or without), so the hashing preset stays linear and fast.
+# (hybrid, seeds 0-2). Weight 1.0 gained more with bandit feedback (MiniLM 87.1%) and lost
+# corrections (89.3%); 0.5 gained both but less (85.6 / 90.7%). With corrections the memory
+# keeps observed rows only (see KNNMemory._learn_rows): MiniLM 89.8 -> 91.5%, hybrid 88.7 ->
+# 89.3% against LinUCB alone (seeds 0-2). Hashed n-grams alone share too few words between
+# paraphrases for it to help (76.6% with it or without), so the hashing preset stays linear.
 DEFAULT_SPECS: dict[str, dict[str, Any]] = {
     "hashing": {
         "featurizer": {"kind": "hashing"},

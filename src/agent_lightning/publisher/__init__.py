@@ -18,6 +18,7 @@ _LAZY = {
     "RolloutEvaluator": "agent_lightning.publisher.rollouts",
     "auto_rollout": "agent_lightning.publisher.rollouts",
     "auto_rollout_config": "agent_lightning.publisher.rollouts",
+    "versions_in_rollouts": "agent_lightning.publisher.rollouts",
     "RolloutSelector": "agent_lightning.publisher.selector",
     "build_manifest": "agent_lightning.publisher.distribution",
     "manifest_etag": "agent_lightning.publisher.distribution",

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from agent_lightning.publisher.guardrails import (
     DEFAULT_GUARDRAILS,
@@ -332,14 +333,9 @@ class RolloutManager:
             ("candidate_version", candidate_version),
         ):
             try:
-                ver = self.store.get_policy_version(app_id, policy, int(version))
+                self.store.get_policy_version(app_id, policy, int(version))
             except NotFound:
                 raise RolloutError(f"{label}: policy {policy!r} has no version {version}") from None
-            if ver.artifact_pruned_at is not None:
-                raise RolloutError(
-                    f"{label}: "
-                    + artifact_pruned_message(policy, ver.version, ver.artifact_pruned_at)
-                )
         if int(candidate_version) == int(baseline_version):
             raise RolloutError(
                 f"candidate_version {candidate_version} is the baseline already; "
@@ -829,6 +825,16 @@ class RolloutManager:
             except Exception:  # noqa: BLE001 - one broken rollout must not stop the others
                 log.exception("evaluating rollout %s failed", row.id)
         return out
+
+
+def versions_in_rollouts(session: Session, policy_id: str) -> set[int]:
+    """The versions a running or paused rollout of this policy serves (retention keeps them)."""
+    rows = session.execute(
+        select(Rollout.baseline_version, Rollout.candidate_version).where(
+            Rollout.policy_id == policy_id, Rollout.status.in_(ACTIVE)
+        )
+    )
+    return {int(v) for row in rows for v in row}
 
 
 def _brief(row: Rollout) -> dict[str, Any]:

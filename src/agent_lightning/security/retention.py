@@ -83,7 +83,7 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
             app_id,
             now - timedelta(days=days["policy_versions"]),
             keep_newest=KEEP_NEWEST_VERSIONS,
-            pinned=_rollout_versions,
+            pinned=_rollout_versions,  # the publisher's; imported when retention runs
         )
         removed["policy_versions"] = len(pruned)
         report[app_id] = removed
@@ -96,15 +96,9 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
 
 
 def _rollout_versions(session: Session, policy_id: str) -> set[int]:
-    """The versions a running or paused rollout of this policy serves (never pruned)."""
-    from agent_lightning.publisher.models import ACTIVE, Rollout
+    from agent_lightning.publisher import versions_in_rollouts
 
-    rows = session.execute(
-        select(Rollout.baseline_version, Rollout.candidate_version).where(
-            Rollout.policy_id == policy_id, Rollout.status.in_(ACTIVE)
-        )
-    )
-    return {int(v) for row in rows for v in row}
+    return versions_in_rollouts(session, policy_id)
 
 
 def erase_user(store: Store, audit: AuditLog, app_id: str, user_id: str, actor: Actor) -> dict:
