@@ -1,18 +1,21 @@
-"""Decide latency of one policy in-process, hashing against hybrid features (a script, not a test).
+"""Decide latency of one policy in-process, per featurizer and learner (a script, not a test).
 
     .venv/bin/python benchmarks/decide_bench.py [--decides 2000] [--actions 77] [--learn 500]
 
-Builds two policies from the default spec (`make_policy`), one on `hashing` features and one on
-`hybrid` (the default: hashing plus WordLlama static vectors), over the Banking77 intents (the
-first `--actions` of them; generated names when the data is not beside the project). Each first
-learns from `--learn` logged decisions of its own (bandit reward: 1 when it chose the labelled
-intent), so the learner has state, as a live policy does. Then both decide on the same
-`--decides` queries they have not seen, taking turns on each query (which one goes first
-alternates, so load from other work on the machine falls on both alike), and the wall time of
-each `Policy.decide` call is recorded: featurize the text, score every action, sample one.
-Nothing is written to a store: this is the policy alone, not `DecisionService`.
+Builds three policies over the Banking77 intents (the first `--actions` of them; generated names
+when the data is not beside the project): `hashing` and `hybrid` (the default featurizer:
+hashing plus WordLlama static vectors) with the default learner of `make_policy` (LinUCB), and
+`hybrid+knn`, the templates' learner (`KNNMemory` beside LinUCB; it reads its memory of learned
+rows on every decision, so its cost grows with `--learn` up to the memory's 10,000 rows). Each
+first learns from `--learn` logged decisions of its own (bandit reward: 1 when it chose the
+labelled intent), so the learner has state, as a live policy does. Then all decide on the same
+`--decides` queries they have not seen, taking turns on each query (the order rotates, so load
+from other work on the machine falls on all alike), and the wall time of each `Policy.decide`
+call is recorded: featurize the text, score every action, sample one. Every featurizer memo
+forgets the query before each timed call, so each one featurizes afresh. Nothing is written to
+a store: this is the policy alone, not `DecisionService`.
 
-Prints p50, p99 and mean per featurizer, and hybrid / hashing for each.
+Prints p50, p99 and mean per policy, and each one's ratio to `hashing`.
 """
 
 from __future__ import annotations
@@ -31,10 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from agent_lightning.learning import Action, LoggedDecision, make_policy  # noqa: E402
+from agent_lightning.learning.featurizers import _MEMOS  # noqa: E402
 from agent_lightning.learning.simulation import load_intent_csv  # noqa: E402
 
 BANKING = Path(os.environ.get("AGL_BANKING77", ROOT.parent / "shared" / "data" / "banking77"))
-FEATURIZERS = ("hashing", "hybrid")
+# name -> policy spec (the seed is added)
+POLICIES: dict[str, dict] = {
+    "hashing": {"featurizer": "hashing"},
+    "hybrid": {"featurizer": "hybrid"},
+    "hybrid+knn": {"featurizer": "hybrid", "learner": "knn"},
+}
 FILLER = ["my", "the", "please", "why", "is", "how", "can", "i", "still", "today", "help"]
 
 
@@ -62,8 +71,8 @@ def workload(n_actions: int, n_texts: int, seed: int) -> tuple[list[Action], lis
     return actions, rows
 
 
-def learned_policy(featurizer: str, actions: list[Action], rows: list[tuple[str, str]], seed: int):
-    policy = make_policy({"featurizer": featurizer, "seed": seed})
+def learned_policy(spec: dict, actions: list[Action], rows: list[tuple[str, str]], seed: int):
+    policy = make_policy({**spec, "seed": seed})
     logs = []
     for text, label in rows:
         context = {"text": text}
@@ -77,7 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--decides", type=int, default=2000, help="timed decides per featurizer")
+    parser.add_argument("--decides", type=int, default=2000, help="timed decides per policy")
     parser.add_argument("--actions", type=int, default=77, help="candidate actions per decide")
     parser.add_argument("--learn", type=int, default=500, help="logged decisions learned first")
     parser.add_argument("--seed", type=int, default=0)
@@ -95,43 +104,39 @@ def main() -> int:
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
     print(
-        f"{len(actions)} actions, {len(timed):,} timed decides per featurizer on unseen queries "
+        f"{len(actions)} actions, {len(timed):,} timed decides per policy on unseen queries "
         f"({source}), each policy first learned from {len(learn_rows):,} logged decisions"
     )
 
     policies = {}
-    for name in FEATURIZERS:
+    for name, spec in POLICIES.items():
         t0 = time.perf_counter()
-        policies[name] = learned_policy(name, actions, learn_rows, args.seed)
-        print(f"  {name:<8} built and learned in {time.perf_counter() - t0:.1f} s")
+        policies[name] = learned_policy(spec, actions, learn_rows, args.seed)
+        print(f"  {name:<10} built and learned in {time.perf_counter() - t0:.1f} s")
 
-    # The featurizers memoise rows per text, and hybrid's hashing half shares that memo with
-    # plain hashing: plain hashing gets the query with a trailing space (a new memo key, the
-    # same features: its tokenizer drops whitespace), so every timed decide featurizes afresh.
-    spelling = {"hashing": " ", "hybrid": ""}
-    ms: dict[str, list[float]] = {name: [] for name in FEATURIZERS}
+    names = list(POLICIES)
+    ms: dict[str, list[float]] = {name: [] for name in names}
     clock = time.perf_counter
     for i, (text, _) in enumerate(timed):
-        order = FEATURIZERS if i % 2 == 0 else FEATURIZERS[::-1]
-        for name in order:
-            context = {"text": text + spelling[name]}
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            for memo in _MEMOS.values():  # featurize afresh, as for a new customer message
+                memo.pop(text, None)
+            context = {"text": text}
             t0 = clock()
             policies[name].decide(context, actions)
             ms[name].append((clock() - t0) * 1000)
 
     print()
-    print(f"{'featurizer':<12}{'p50':>10}{'p99':>10}{'mean':>10}")
+    print(f"{'policy':<12}{'p50':>10}{'p99':>10}{'mean':>10}   / hashing (p50, p99, mean)")
     stats = {}
-    for name in FEATURIZERS:
+    for name in names:
         stats[name] = (percentile(ms[name], 0.5), percentile(ms[name], 0.99),
                        statistics.fmean(ms[name]))  # fmt: skip
         p50, p99, mean = stats[name]
-        print(f"{name:<12}{p50:>8.2f}ms{p99:>8.2f}ms{mean:>8.2f}ms")
-    base, other = stats["hashing"], stats["hybrid"]
-    print(
-        f"hybrid / hashing: p50 {other[0] / base[0]:.2f}x, p99 {other[1] / base[1]:.2f}x, "
-        f"mean {other[2] / base[2]:.2f}x"
-    )
+        ratios = ", ".join(
+            f"{v / b:.2f}x" for v, b in zip(stats[name], stats["hashing"], strict=True)
+        )
+        print(f"{name:<12}{p50:>8.2f}ms{p99:>8.2f}ms{mean:>8.2f}ms   {ratios}")
     return 0
 
 

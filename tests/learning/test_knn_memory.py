@@ -184,6 +184,15 @@ def test_sparse_memory_with_a_dense_block_gives_the_exact_similarities():
     np.testing.assert_allclose(
         m._votes(queries, ["a", "b"]), dense._votes(queries.toarray(), ["a", "b"]), atol=1e-5
     )
+    # A decision scores one row at a time: its rare columns are read by their postings, which
+    # must give the batch product's sums, also for a row with only dense columns or none.
+    singles = [queries[i] for i in range(queries.shape[0])]
+    singles += [X[[0]].multiply(np.r_[np.ones(20), np.zeros(d - 20)]).tocsr()]
+    singles += [sparse.csr_matrix((1, d))]
+    for q in singles:
+        np.testing.assert_allclose(
+            m._similarities(q), (q @ m._rows.T).toarray(), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_inferred_rows_teach_the_base_but_stay_out_of_the_memory():
