@@ -80,7 +80,7 @@ def test_old_artifacts_go_but_serving_rollouts_and_rollback_keep_theirs(rapi: Ap
         for e in rapi.client.get("/v1/audit", headers=admin).json()["items"]
         if e["action"] == "retention.apply"
     )
-    assert entry["after"]["policy_artifacts"] == [f"{POLICY}@5", f"{POLICY}@6"]
+    assert entry["after"]["policy_artifacts"] == [f"{POLICY}@5-6"]
     assert entry["after"]["policy_artifact_bytes"] == sizes[5] + sizes[6]
     # A second run finds nothing more to remove.
     again = rapi.client.post("/v1/retention/apply", headers=admin).json()
@@ -179,3 +179,16 @@ def test_a_rollout_starting_as_retention_prunes_its_candidate_is_refused(
     with pytest.raises(RolloutError, match="retention removed it"):
         manager.start(APP, ADMIN, policy=POLICY, candidate_version=2)
     assert manager.active(APP, POLICY) is None
+
+
+def test_the_audit_entry_names_pruned_versions_as_runs() -> None:
+    # A first run on a large install prunes hundreds of versions: runs keep the entry short.
+    versions = [("intent", v) for v in range(40, 0, -1) if v != 17] + [("faq", 3), ("intent", 42)]
+    assert retention.version_ranges(versions) == [
+        "faq@3",
+        "intent@1-16",
+        "intent@18-40",
+        "intent@42",
+    ]
+    assert retention.version_ranges([("p", 2), ("p", 2)]) == ["p@2"]
+    assert retention.version_ranges([]) == []

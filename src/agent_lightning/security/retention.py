@@ -13,6 +13,7 @@ parent, and the baseline and candidate of a running rollout always keep theirs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -89,10 +90,33 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
         report[app_id] = removed
         after: dict = dict(removed)
         if pruned:  # which versions lost their bytes, and how many bytes that freed
-            after["policy_artifacts"] = [f"{p['policy']}@{p['version']}" for p in pruned]
+            after["policy_artifacts"] = version_ranges((p["policy"], p["version"]) for p in pruned)
             after["policy_artifact_bytes"] = sum(p["bytes"] for p in pruned)
         audit.record(actor, "retention.apply", "app", app_id, app_id=app_id, after=after)
     return report
+
+
+def version_ranges(versions: Iterable[tuple[str, int]]) -> list[str]:
+    """("intent", 1) ... ("intent", 40), ("intent", 42) -> ["intent@1-40", "intent@42"].
+
+    The first run on a large install prunes hundreds of versions at once; runs of consecutive
+    versions keep its audit entry short while still naming every one.
+    """
+    by_policy: dict[str, list[int]] = {}
+    for policy, version in versions:
+        by_policy.setdefault(policy, []).append(int(version))
+    out: list[str] = []
+    for policy in sorted(by_policy):
+        numbers = sorted(set(by_policy[policy]))
+        start = prev = numbers[0]
+        for v in [*numbers[1:], None]:
+            if v is not None and v == prev + 1:
+                prev = v
+                continue
+            out.append(f"{policy}@{start}" if start == prev else f"{policy}@{start}-{prev}")
+            if v is not None:
+                start = prev = v
+    return out
 
 
 def _rollout_versions(session: Session, policy_id: str) -> set[int]:
