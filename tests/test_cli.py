@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,27 @@ def test_events_tail_prints_stored_events(sqlite_url: str) -> None:
     )
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert [e["text"] for e in lines] == ["hello 1", "hello 2"]
+    store.close()
+
+
+def test_retention_apply_compact_shrinks_the_file_and_is_audited(sqlite_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent_lightning.ingestion import DataIngestionPipeline
+    from agent_lightning.security.audit import AuditLog
+
+    store = Store(sqlite_url)
+    store.ensure_app("acme")
+    DataIngestionPipeline(store).ingest_events(
+        "acme", [{"text": f"ticket {i} " + "words " * 500, "session_id": "s1"} for i in range(500)]
+    )
+    store.delete_older_than("acme", "events", datetime.now(UTC) + timedelta(days=1))
+    result = runner.invoke(cli, ["retention", "apply", "--compact", "--database-url", sqlite_url])
+    assert result.exit_code == 0, result.output
+    sizes = [float(mb) for mb in re.findall(r"([\d.]+) MB", result.output)]
+    assert len(sizes) == 2 and sizes[1] < sizes[0], result.output
+    entries = [e for e in AuditLog(store).iter_all() if e.action == "store.compact"]
+    assert len(entries) == 1 and entries[0].after["after_bytes"] < entries[0].after["before_bytes"]
     store.close()
 
 

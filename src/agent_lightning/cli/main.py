@@ -351,19 +351,48 @@ def audit_export(
 @retention_app.command("apply")
 def retention_apply(
     app_id: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="Then give the freed space back: SQLite VACUUM (writers wait while it runs; "
+            "needs free disk about the database's size), PostgreSQL VACUUM of the store's tables.",
+        ),
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Delete every record past its app's retention now (audited)."""
+    """Delete every record past its app's retention now (audited).
+
+    Deleting rows does not shrink a SQLite file: its pages are reused by new records. Add
+    --compact to rewrite the file without them.
+    """
     from agent_lightning.security import retention
     from agent_lightning.security.audit import AuditLog
 
     store = _store(database_url)
-    report = retention.apply(store, AuditLog(store), _cli_actor(), [app_id] if app_id else None)
+    audit = AuditLog(store)
+    report = retention.apply(store, audit, _cli_actor(), [app_id] if app_id else None)
     kinds = ("events", "decisions", "rewards", "spans", "policy_versions")
     table = Table("app", *kinds, title="removed (policy_versions: artifacts removed)")
     for app_name, removed in report.items():
         table.add_row(app_name, *(str(removed.get(k, 0)) for k in kinds))
     console.print(table)
+    if compact:
+        with console.status("compacting the database"):
+            sizes = retention.compact(store, audit, _cli_actor())
+        if sizes.before_bytes is None or sizes.after_bytes is None:
+            console.print("compacted (an in-memory database has no size on disk)")
+        else:
+            mb = 1024 * 1024
+            console.print(
+                f"database: {sizes.before_bytes / mb:,.1f} MB -> {sizes.after_bytes / mb:,.1f} MB"
+                + (
+                    " (PostgreSQL keeps the freed space for new rows; VACUUM FULL returns it "
+                    "to the OS but locks each table)"
+                    if sizes.dialect == "postgresql"
+                    else ""
+                )
+            )
 
 
 @app.command("erase-user")

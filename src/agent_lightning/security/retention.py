@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent_lightning.security.audit import Actor, AuditLog
-from agent_lightning.store import RetentionRule, Store, utcnow
+from agent_lightning.store import CompactReport, RetentionRule, Store, utcnow
 
 KINDS = ("events", "decisions", "rewards", "spans", "policy_versions")
 # Spans (gateway model calls, ingested traces) hold raw conversation content: kept like events.
@@ -93,6 +93,19 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
             after["policy_artifacts"] = version_ranges((p["policy"], p["version"]) for p in pruned)
             after["policy_artifact_bytes"] = sum(p["bytes"] for p in pruned)
         audit.record(actor, "retention.apply", "app", app_id, app_id=app_id, after=after)
+    return report
+
+
+def compact(store: Store, audit: AuditLog, actor: Actor) -> CompactReport:
+    """Give deleted rows' space back (`Store.compact`); audited with the sizes."""
+    report = store.compact()
+    audit.record(
+        actor,
+        "store.compact",
+        "store",
+        report.dialect,
+        after={"before_bytes": report.before_bytes, "after_bytes": report.after_bytes},
+    )
     return report
 
 

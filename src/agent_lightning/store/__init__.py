@@ -18,6 +18,7 @@ from agent_lightning.store.models import (
 from agent_lightning.store.pagination import InvalidCursor, Page
 from agent_lightning.store.store import (
     AGGREGATIONS,
+    CompactReport,
     Conflict,
     Filters,
     InsertOutcome,
@@ -40,6 +41,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Client",
+    "CompactReport",
     "Conflict",
     "Decision",
     "Event",

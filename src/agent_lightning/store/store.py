@@ -105,6 +105,15 @@ class TrainingExample:
     defaulted: bool
 
 
+@dataclass(frozen=True)
+class CompactReport:
+    """What `Store.compact` did: the store's size in bytes before and after (None: unknown)."""
+
+    dialect: str
+    before_bytes: int | None
+    after_bytes: int | None
+
+
 AGGREGATIONS = ("sum", "earliest", "last")
 RECORD_KINDS = {"events": Event, "decisions": Decision, "rewards": Reward}
 
@@ -134,6 +143,53 @@ class Store:
         """Raise if the database cannot be reached (used by readiness)."""
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
+
+    def compact(self) -> CompactReport:
+        """Give the space of deleted rows back (after retention), reporting the store's size.
+
+        SQLite keeps freed pages inside its file: `VACUUM` rewrites the file without them (it
+        needs free disk about the size of the database and holds the write lock meanwhile, so
+        writers wait; the WAL is checkpointed and truncated first). PostgreSQL's plain `VACUUM`
+        of the store's tables makes their dead rows' space reusable without locking writers
+        out; the files shrink only by trailing empty pages (`VACUUM FULL` would return the rest
+        but locks each table exclusively, so it is left to a maintenance window).
+        """
+        before = self._size_bytes()
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "sqlite":
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                connection.exec_driver_sql("VACUUM")
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                tables = connection.exec_driver_sql(
+                    "SELECT quote_ident(tablename) FROM pg_tables "
+                    "WHERE schemaname = current_schema() ORDER BY tablename"
+                ).scalars()
+                names = ", ".join(tables)
+                if names:
+                    connection.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
+        return CompactReport(self.dialect, before, self._size_bytes())
+
+    def _size_bytes(self) -> int | None:
+        """Bytes the store occupies: SQLite's file and WAL, or PostgreSQL's tables and indexes
+        in the store's schema. None for an in-memory database."""
+        if self.dialect == "sqlite":
+            database = self.engine.url.database or ""
+            if not database or database == ":memory:":
+                return None
+            return sum(
+                os.path.getsize(path)
+                for path in (database, database + "-wal")
+                if os.path.exists(path)
+            )
+        with self.engine.connect() as connection:
+            size = connection.exec_driver_sql(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            ).scalar_one()
+        return int(size)
 
     # -- apps ---------------------------------------------------------------------------------
 
