@@ -218,6 +218,12 @@ def test_policy_versions_are_numbered_immutable_and_live_switches(store: Store) 
     with pytest.raises(DetachedInstanceError):
         _ = versions[0].artifact
     assert store.get_policy_version("acme", "intents", 1).artifact == b"one"
+    light = store.get_policy_version("acme", "intents", 2, with_artifact=False)
+    assert light.version == 2 and light.artifact_bytes == 3
+    with pytest.raises(DetachedInstanceError):
+        _ = light.artifact
+    with pytest.raises(NotFound):
+        store.get_policy_version("acme", "intents", 3, with_artifact=False)
     with pytest.raises(NotFound):
         store.get_policy("globex", "intents")
 

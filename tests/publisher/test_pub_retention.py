@@ -169,8 +169,8 @@ def test_a_rollout_starting_as_retention_prunes_its_candidate_is_refused(
     _age(store, 40, list(range(1, VERSIONS + 1)))
     checked = store.get_policy_version
 
-    def retention_runs_right_after_the_check(app_id: str, name: str, version: int):
-        row = checked(app_id, name, version)
+    def retention_runs_right_after_the_check(app_id: str, name: str, version: int, **kw):
+        row = checked(app_id, name, version, **kw)
         if version == 2:
             store.prune_policy_artifacts(APP, datetime.now(UTC) - timedelta(days=30), keep_newest=0)
         return row

@@ -333,7 +333,7 @@ class RolloutManager:
             ("candidate_version", candidate_version),
         ):
             try:
-                self.store.get_policy_version(app_id, policy, int(version))
+                self.store.get_policy_version(app_id, policy, int(version), with_artifact=False)
             except NotFound:
                 raise RolloutError(f"{label}: policy {policy!r} has no version {version}") from None
         if int(candidate_version) == int(baseline_version):

@@ -604,15 +604,20 @@ class Store:
             policy.updated_at = utcnow()
             return before, policy
 
-    def get_policy_version(self, app_id: str, name: str, version: int) -> PolicyVersion:
+    def get_policy_version(
+        self, app_id: str, name: str, version: int, *, with_artifact: bool = True
+    ) -> PolicyVersion:
+        """One version; `with_artifact=False` leaves its bytes in the database (touching
+        `.artifact` then raises), for callers that only need to know it exists."""
+        query = (
+            select(PolicyVersion)
+            .join(Policy, Policy.id == PolicyVersion.policy_id)
+            .where(Policy.app_id == app_id, Policy.name == name, PolicyVersion.version == version)
+        )
+        if not with_artifact:
+            query = query.options(defer(PolicyVersion.artifact, raiseload=True))
         with self.session() as s:
-            row = s.scalar(
-                select(PolicyVersion)
-                .join(Policy, Policy.id == PolicyVersion.policy_id)
-                .where(
-                    Policy.app_id == app_id, Policy.name == name, PolicyVersion.version == version
-                )
-            )
+            row = s.scalar(query)
             if row is None:
                 raise NotFound(f"policy {name!r} has no version {version}")
             return row
