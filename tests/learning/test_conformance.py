@@ -240,6 +240,21 @@ def test_probabilities_sum_to_one_and_respect_exclude(combo, logs):
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("combo", PROB_COMBOS, ids=PROB_IDS)
+def test_joint_scoring_equals_the_two_separate_calls(combo, logs):
+    # Off-policy evaluation reads a candidate's probabilities and reward estimates in one pass;
+    # they must be the numbers the two separate calls give, bonus or not (linucb_ucb).
+    policy = build(combo).learn(logs)
+    P, Q = policy.probabilities_and_rewards(CONTEXTS, ACTIONS)
+    np.testing.assert_allclose(P, policy.probabilities(CONTEXTS, ACTIONS), rtol=1e-12)
+    np.testing.assert_allclose(Q, policy.predict_rewards(CONTEXTS, ACTIONS), rtol=1e-12)
+    X = policy._encoder.contexts(CONTEXTS)
+    ids = [a.id for a in ACTIONS]
+    mean, score = policy.learner.predict_and_score(X, ids)
+    np.testing.assert_allclose(mean, policy.learner.predict(X, ids), rtol=1e-12)
+    np.testing.assert_allclose(score, policy.learner.score(X, ids), rtol=1e-12)
+
+
 @pytest.mark.parametrize("combo", COMBOS, ids=IDS)
 def test_cold_start_new_action(combo, logs):
     policy = build(combo).learn(logs)

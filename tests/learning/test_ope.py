@@ -201,3 +201,23 @@ def test_gate_clips_the_weight_of_one_rare_exploration_row():
     # Clipped, the estimate stays readable and still says the candidate is worse (a3's true
     # mean is 0.3 and it failed once).
     assert -0.1 < verdict.candidate.value < 0.9 * 0.9999 and verdict.difference.value < 0
+
+
+@pytest.mark.parametrize("estimator", ["dm", "dr"])
+def test_a_policy_scored_once_for_both_views_gives_the_same_estimates(estimator):
+    # evaluate() scores a real Policy's rows once for its probabilities and reward estimates
+    # when it is its own reward model; passing it as an explicit reward model takes the
+    # two-call path. Both must give the same estimates, with corrections on some rows too.
+    from agent_lightning.learning import make_policy
+    from conftest import logged_from, make_examples
+
+    spec = {"featurizer": "hashing", "learner": {"kind": "linucb", "alpha": 0.3}, "seed": 3}
+    live = make_policy(spec)
+    logs = logged_from(live, make_examples(200, seed=5), seed=6)
+    logs += logged_from(live, make_examples(50, seed=7), seed=8, correction=True)
+    candidate = live.clone().learn(logs[:120])
+    joint = evaluate(candidate, logs, baseline=live, estimator=estimator)
+    split = evaluate(candidate, logs, baseline=live, estimator=estimator, reward_model=candidate)
+    for key in ("candidate", "baseline", "difference"):
+        assert joint[key] == split[key]
+    assert joint["difference"].value != 0.0  # the candidate learned something

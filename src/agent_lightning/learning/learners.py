@@ -103,6 +103,14 @@ class Learner(ABC):
         self._check_X(X)
         return self._score(X, list(action_ids))
 
+    def predict_and_score(
+        self, X: Matrix, action_ids: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`(predict(X), score(X))` in one pass: evaluating a candidate needs both, and
+        without an optimism bonus they are the same numbers."""
+        self._check_X(X)
+        return self._predict_and_score(X, list(action_ids))
+
     def learn(
         self,
         X: Matrix,
@@ -171,6 +179,12 @@ class Learner(ABC):
 
     def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
         return self._predict(X, action_ids)
+
+    def _predict_and_score(self, X: Matrix, action_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        mean = self._predict(X, action_ids)
+        if type(self)._score is Learner._score:  # no bonus: the score is the prediction
+            return mean, mean
+        return mean, self._score(X, action_ids)
 
     @abstractmethod
     def _learn(self, X: Matrix, ids: list[str], t: np.ndarray, w: np.ndarray) -> None: ...
@@ -306,6 +320,12 @@ class LinUCB(Learner):
             v = linalg.solve_triangular(self._factor(arm), k.T, lower=True, check_finite=False)
             out[:, j] = (xx - np.einsum("ij,ij->j", v, v)) / self.l2
         return np.sqrt(np.maximum(out, 0.0))
+
+    def _predict_and_score(self, X: Matrix, action_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        mean = self._predict(X, action_ids)
+        if self.alpha > 0:
+            return mean, mean + self.alpha * self.width(X, action_ids)
+        return mean, mean
 
     def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
         mean = self._predict(X, action_ids)
@@ -796,6 +816,11 @@ class KNNMemory(Learner):
 
     def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
         return self.base._score(X, action_ids) + self._votes(X, action_ids)
+
+    def _predict_and_score(self, X: Matrix, action_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        mean, score = self.base._predict_and_score(X, action_ids)
+        votes = self._votes(X, action_ids)  # the memory's share, read once for both
+        return mean + votes, score + votes
 
     # -- learning -----------------------------------------------------------------------------
 

@@ -209,6 +209,24 @@ def _reward_model_view(model: _Scorable, logged: Sequence[LoggedDecision]):
     return q_taken, q_all
 
 
+def _joint_view(policy: Any, logged: Sequence[LoggedDecision]):
+    """`(_policy_view(policy, logged), _reward_model_view(policy, logged))`, each group of rows
+    featurized and scored once (`Policy.probabilities_and_rewards`)."""
+    n = len(logged)
+    p_taken, q_taken = np.zeros(n), np.zeros(n)
+    dists: list[np.ndarray] = [np.zeros(0)] * n
+    q_all: list[np.ndarray] = [np.zeros(0)] * n
+    for rows in _group_by_actions(logged).values():
+        acts = list(logged[rows[0]].actions)
+        P, Q = policy.probabilities_and_rewards([logged[i].context for i in rows], acts)
+        index = {a.id: j for j, a in enumerate(acts)}
+        for m, i in enumerate(rows):
+            j = index[logged[i].action_id]
+            dists[i], p_taken[i] = P[m], P[m, j]
+            q_all[i], q_taken[i] = Q[m], Q[m, j]
+    return (p_taken, dists), (q_taken, q_all)
+
+
 def _use_corrections(
     rows: Sequence[LoggedDecision], r: np.ndarray, q_taken: np.ndarray, q_all: list[np.ndarray]
 ) -> None:
@@ -277,12 +295,20 @@ def evaluate(
     r = np.array([ex.observed_reward for ex in rows], dtype=np.float64)
     pl = np.array([ex.propensity for ex in rows], dtype=np.float64)
     q_taken = q_all = None
+    candidate_view = None
     if estimator in ("dm", "dr"):
-        q_taken, q_all = _reward_model_view(reward_model or candidate, rows)
+        if reward_model is None and callable(getattr(candidate, "probabilities_and_rewards", None)):
+            # The candidate is its own reward model: score its rows once for both views.
+            candidate_view, (q_taken, q_all) = _joint_view(candidate, rows)
+        else:
+            q_taken, q_all = _reward_model_view(reward_model or candidate, rows)
         _use_corrections(rows, r, q_taken, q_all)
 
     def run(policy: _Scorable) -> tuple[np.ndarray, np.ndarray]:
-        p_taken, dists = _policy_view(policy, rows)
+        if policy is candidate and candidate_view is not None:
+            p_taken, dists = candidate_view
+        else:
+            p_taken, dists = _policy_view(policy, rows)
         if estimator == "snips":
             w = _weights(p_taken, pl, max_weight)
             return w, w

@@ -253,6 +253,23 @@ class Policy:
         s = self._scores(list(contexts), _as_actions(actions), optimistic=False)
         return np.clip(s, 0.0, 1.0)
 
+    def probabilities_and_rewards(
+        self, contexts: Sequence[Context], actions: Sequence[Action | str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`(probabilities(contexts, actions), predict_rewards(contexts, actions))`, featurizing
+        and scoring once: off-policy evaluation of a candidate needs both on the same rows."""
+        contexts, acts = list(contexts), _as_actions(actions)
+        X = self._encoder.contexts(contexts)
+        ids = [a.id for a in acts]
+        prior = self._prior(X, contexts, acts)
+        mean, score = self.learner.predict_and_score(X, ids)
+        widths = None
+        width = getattr(self.learner, "width", None)
+        if self.exploration.needs_widths and callable(width):
+            widths = width(X, ids)
+        P = self.exploration.probabilities(prior + score, widths)
+        return P, np.clip(prior + mean, 0.0, 1.0)
+
     def probabilities(
         self,
         contexts: Sequence[Context],
