@@ -328,10 +328,7 @@ class LinUCB(Learner):
         return mean, mean
 
     def _score(self, X: Matrix, action_ids: list[str]) -> np.ndarray:
-        mean = self._predict(X, action_ids)
-        if self.alpha > 0:
-            mean = mean + self.alpha * self.width(X, action_ids)
-        return mean
+        return self._predict_and_score(X, action_ids)[1]
 
     # -- learning -----------------------------------------------------------------------------
 
