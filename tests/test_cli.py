@@ -132,6 +132,28 @@ def test_retention_apply_compact_shrinks_the_file_and_is_audited(sqlite_url: str
     store.close()
 
 
+def test_retention_apply_compact_on_a_busy_database_is_a_readable_error(
+    sqlite_url: str, monkeypatch
+) -> None:
+    # A real lock would hold the CLI for the 30 s busy timeout; the error it ends in is raised
+    # directly instead.
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from agent_lightning.security import retention
+
+    def locked(*_args, **_kwargs):
+        raise OperationalError("VACUUM", {}, sqlite3.OperationalError("database is locked"))
+
+    Store(sqlite_url).close()
+    monkeypatch.setattr(retention, "compact", locked)
+    result = runner.invoke(cli, ["retention", "apply", "--compact", "--database-url", sqlite_url])
+    assert result.exit_code == 1
+    assert "database is locked" in result.output and "Traceback" not in result.output
+    assert "retention run above is done" in result.output
+
+
 def test_console_script_runs() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "agent_lightning.cli", "--help"], capture_output=True, text=True

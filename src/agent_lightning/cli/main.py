@@ -378,8 +378,16 @@ def retention_apply(
         table.add_row(app_name, *(str(removed.get(k, 0)) for k in kinds))
     console.print(table)
     if compact:
-        with console.status("compacting the database"):
-            sizes = retention.compact(store, audit, _cli_actor())
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            with console.status("compacting the database"):
+                sizes = retention.compact(store, audit, _cli_actor())
+        except OperationalError as exc:  # e.g. SQLite still locked after the busy timeout
+            raise fail(
+                f"could not compact the database ({exc.orig}); the retention run above is "
+                "done and kept. Try --compact again when fewer writers are busy."
+            ) from None
         if sizes.before_bytes is None or sizes.after_bytes is None:
             console.print("compacted (an in-memory database has no size on disk)")
         else:
