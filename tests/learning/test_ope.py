@@ -209,12 +209,33 @@ def test_a_policy_scored_once_for_both_views_gives_the_same_estimates(estimator)
     # when it is its own reward model; passing it as an explicit reward model takes the
     # two-call path. Both must give the same estimates, with corrections on some rows too.
     from agent_lightning.learning import make_policy
-    from conftest import logged_from, make_examples
+
+    words = {"a0": "refund money back", "a1": "card lost stolen", "a2": "password login reset"}
+    actions = tuple(Action(a, description=d) for a, d in words.items())
+    rng = np.random.default_rng(5)
+
+    def replay(policy, n: int, correction: bool) -> list[LoggedDecision]:
+        logs = []
+        for _ in range(n):
+            label = str(rng.choice(list(words)))
+            text = " ".join(rng.choice(words[label].split(), size=2)) + " please"
+            d = policy.decide({"text": text}, actions, rng=rng)
+            reward = 1.0 if d.action_id == label else 0.0
+            logs.append(
+                LoggedDecision(
+                    {"text": text},
+                    actions,
+                    d.action_id,
+                    d.propensity,
+                    reward,
+                    label if correction else None,
+                )  # fmt: skip
+            )
+        return logs
 
     spec = {"featurizer": "hashing", "learner": {"kind": "linucb", "alpha": 0.3}, "seed": 3}
     live = make_policy(spec)
-    logs = logged_from(live, make_examples(200, seed=5), seed=6)
-    logs += logged_from(live, make_examples(50, seed=7), seed=8, correction=True)
+    logs = replay(live, 200, correction=False) + replay(live, 50, correction=True)
     candidate = live.clone().learn(logs[:120])
     joint = evaluate(candidate, logs, baseline=live, estimator=estimator)
     split = evaluate(candidate, logs, baseline=live, estimator=estimator, reward_model=candidate)
