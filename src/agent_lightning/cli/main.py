@@ -391,7 +391,7 @@ def retention_apply(
         if sizes.before_bytes is None or sizes.after_bytes is None:
             console.print("compacted (an in-memory database has no size on disk)")
         else:
-            mb = 1024 * 1024
+            mb = 1_000_000
             console.print(
                 f"database: {sizes.before_bytes / mb:,.1f} MB -> {sizes.after_bytes / mb:,.1f} MB"
                 + (
