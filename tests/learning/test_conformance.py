@@ -12,6 +12,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from learning_helpers import ACTIONS, HAS_MINILM, DenseHashing, make_examples
 
 from agent_lightning.learning import (
     Action,
@@ -30,7 +31,6 @@ from agent_lightning.learning import (
     UnionFeaturizer,
     register_featurizer,
 )
-from conftest import ACTIONS, HAS_MINILM, DenseHashing, make_examples
 
 register_featurizer(DenseHashing)
 # A private embedding cache: tests never write into the user's ~/.cache.

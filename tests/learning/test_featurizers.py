@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from learning_helpers import needs_minilm
 
 from agent_lightning.learning import (
     Action,
@@ -18,7 +19,6 @@ from agent_lightning.learning import (
     make_featurizer,
 )
 from agent_lightning.learning import featurizers as fz
-from conftest import needs_minilm
 
 
 def test_hashing_rows_are_float32_unit_norm_and_sparse():

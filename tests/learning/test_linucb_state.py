@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from learning_helpers import ACTIONS, logged_from, make_examples
 
 from agent_lightning.learning import PolicyFormatError, _serialize, make_policy
 from agent_lightning.learning.policy import Policy
-from conftest import ACTIONS, logged_from, make_examples
 
 CONTEXTS = [ctx for ctx, _ in make_examples(30, seed=5)]
 

@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+from learning_helpers import ACTIONS, make_examples
 
 import agent_lightning.learning as learning
 from agent_lightning.learning import (
@@ -19,7 +20,6 @@ from agent_lightning.learning import (
     _serialize,
     make_policy,
 )
-from conftest import ACTIONS, make_examples
 
 
 def test_all_is_sorted_and_complete():

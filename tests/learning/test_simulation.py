@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from learning_helpers import ACTIONS, make_examples
 
 from agent_lightning.cli.demo import banking77_dir
 from agent_lightning.learning import (
@@ -15,7 +16,6 @@ from agent_lightning.learning import (
     make_policy,
     run_intent_benchmark,
 )
-from conftest import ACTIONS, make_examples
 
 INTENTS = [
     "card_arrival", "change_pin", "exchange_rate", "lost_or_stolen_card", "terminate_account",
