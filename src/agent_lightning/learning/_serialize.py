@@ -8,6 +8,10 @@ Layout (big-endian)::
     32 bytes         SHA-256 of everything after the header (metadata + npz)
     metadata         UTF-8 JSON
     npz              numpy arrays, read with allow_pickle=False (never pickle)
+
+Format versions: 1 the first; 2 LinUCB keeps the rows of all its actions in one table of
+distinct rows (a correction's row sits in up to five actions). Version 1 still loads; an older
+agent-lightning refuses version 2 with "upgrade agent-lightning".
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from agent_lightning.learning.errors import PolicyFormatError
 
 MAGIC = b"AGLPOLICY\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = struct.Struct(">HI32s")
 
 

@@ -446,6 +446,7 @@ class LinUCB(Learner):
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays: dict[str, np.ndarray] = {}
         arms = []
+        pool = _RowPool(self._sparse)
         for i, (a, arm) in enumerate(self._arms.items()):
             arms.append({"id": a, "has_base": arm.base is not None, "n": arm.n})
             if arm.base is not None:
@@ -453,18 +454,14 @@ class LinUCB(Learner):
             if arm.n:
                 arrays[f"arm{i}.t"] = arm.t
                 arrays[f"arm{i}.w"] = arm.w
-                if self._sparse:
-                    arrays[f"arm{i}.X.data"] = arm.X.data
-                    arrays[f"arm{i}.X.indices"] = arm.X.indices
-                    arrays[f"arm{i}.X.indptr"] = arm.X.indptr
-                else:
-                    arrays[f"arm{i}.X"] = arm.X
+                arrays[f"arm{i}.X.rows"] = pool.add(arm.X)
                 # The solved coefficients, so loading a version to serve needs no factorisation.
                 coef = arm.coef.toarray() if sparse.issparse(arm.coef) else arm.coef
                 cols = np.flatnonzero(coef[0])
                 arrays[f"arm{i}.coef.indices"] = cols.astype(np.int32)
                 arrays[f"arm{i}.coef.data"] = np.asarray(coef[0, cols], dtype=np.float32)
-        meta = {"arms": arms, "dim": self._dim, "sparse": self._sparse}
+        arrays.update(pool.arrays())
+        meta = {"arms": arms, "dim": self._dim, "sparse": self._sparse, "row_pool": True}
         return meta, arrays
 
     def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -472,12 +469,15 @@ class LinUCB(Learner):
         self._stack_cache = None
         self._dim = meta.get("dim")
         self._sparse = meta.get("sparse")
+        pool = _RowPool.read(arrays, self._sparse, self._dim) if meta.get("row_pool") else None
         for i, info in enumerate(meta.get("arms", [])):
             arm = _Arm()
             if info["has_base"]:
                 arm.base = np.asarray(arrays[f"arm{i}.base"], dtype=np.float32)
             if info["n"]:
-                if self._sparse:
+                if pool is not None:
+                    arm.X = _RowPool.rows(pool, arrays[f"arm{i}.X.rows"], int(info["n"]))
+                elif self._sparse:  # written before rows were pooled (format version 1)
                     arm.X = sparse.csr_matrix(
                         (
                             arrays[f"arm{i}.X.data"],
@@ -499,6 +499,72 @@ class LinUCB(Learner):
                     sparse.csr_matrix(arm.base[None, :]) if self._sparse else arm.base[None, :]
                 )
             self._arms[info["id"]] = arm
+
+
+class _RowPool:
+    """Distinct rows of several matrices, stored once, with each matrix as row references.
+
+    A correction teaches its example to the right action and to the wrong ones it implies
+    (hard negatives), so the same row sits in up to five actions' windows: pooled, a saved
+    LinUCB keeps one copy. Exact (rows are compared byte for byte).
+    """
+
+    def __init__(self, is_sparse: bool | None) -> None:
+        self.sparse = bool(is_sparse)
+        self._index: dict[bytes, int] = {}
+        self._rows: list[tuple[np.ndarray, np.ndarray] | np.ndarray] = []
+
+    def add(self, X: Matrix) -> np.ndarray:
+        """The pool's row number of each row of X (adding the rows it does not have yet)."""
+        refs = np.empty(X.shape[0], dtype=np.int32)
+        for r in range(X.shape[0]):
+            if self.sparse:
+                lo, hi = X.indptr[r], X.indptr[r + 1]
+                row: Any = (X.indices[lo:hi], X.data[lo:hi])
+                key = row[0].tobytes() + b"|" + row[1].tobytes()
+            else:
+                row = X[r]
+                key = row.tobytes()
+            j = self._index.get(key)
+            if j is None:
+                j = self._index[key] = len(self._rows)
+                self._rows.append(row)
+            refs[r] = j
+        return refs
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if not self._rows:
+            return {}
+        if not self.sparse:
+            return {"pool.X": np.vstack(self._rows).astype(np.float32)}
+        lengths = [idx.shape[0] for idx, _ in self._rows]
+        return {
+            "pool.X.indices": np.concatenate([idx for idx, _ in self._rows]).astype(np.int32),
+            "pool.X.data": np.concatenate([dat for _, dat in self._rows]).astype(np.float32),
+            "pool.X.indptr": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        }
+
+    @staticmethod
+    def read(arrays: Mapping[str, np.ndarray], is_sparse: bool | None, dim: int | None) -> Matrix:
+        try:
+            if not is_sparse:
+                return np.asarray(arrays.get("pool.X", np.zeros((0, dim or 0))), dtype=np.float32)
+            if "pool.X.indptr" not in arrays:
+                return sparse.csr_matrix((0, dim or 0), dtype=np.float32)
+            indptr = np.asarray(arrays["pool.X.indptr"], dtype=np.int64)
+            return sparse.csr_matrix(
+                (arrays["pool.X.data"], arrays["pool.X.indices"], indptr),
+                shape=(indptr.shape[0] - 1, dim), dtype=np.float32,
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"LinUCB state: the stored rows cannot be read ({exc})") from None
+
+    @staticmethod
+    def rows(pool: Matrix, refs: np.ndarray, n: int) -> Matrix:
+        refs = np.asarray(refs, dtype=np.int64)
+        if refs.shape != (n,) or (n and (refs.min() < 0 or refs.max() >= pool.shape[0])):
+            raise SpecError("LinUCB state: an action's rows do not fit the stored row table")
+        return pool[refs]
 
 
 # ---------------------------------------------------------------------------------------------
