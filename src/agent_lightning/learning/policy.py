@@ -235,12 +235,18 @@ class Policy:
 
     def _explore(self, contexts: Sequence[Context], actions: Sequence[Action]):
         """(scores, probabilities) for contexts over actions, widths included when needed."""
-        s = self._scores(contexts, actions, optimistic=True)
+        X = self._encoder.contexts(contexts)
+        ids = [a.id for a in actions]
+        s = self._prior(X, contexts, actions) + self.learner.score(X, ids)
+        return s, self._choice_probabilities(X, ids, s)
+
+    def _choice_probabilities(self, X, ids: list[str], scores: np.ndarray) -> np.ndarray:
+        """The exploration's probabilities for `scores`, with the learner's widths if needed."""
         widths = None
         width = getattr(self.learner, "width", None)
         if self.exploration.needs_widths and callable(width):
-            widths = width(self._encoder.contexts(contexts), [a.id for a in actions])
-        return s, self.exploration.probabilities(s, widths)
+            widths = width(X, ids)
+        return self.exploration.probabilities(scores, widths)
 
     def scores(self, contexts: Sequence[Context], actions: Sequence[Action | str]) -> np.ndarray:
         """Scores (n_contexts, n_actions) used for choosing, including any optimism bonus."""
@@ -263,12 +269,7 @@ class Policy:
         ids = [a.id for a in acts]
         prior = self._prior(X, contexts, acts)
         mean, score = self.learner.predict_and_score(X, ids)
-        widths = None
-        width = getattr(self.learner, "width", None)
-        if self.exploration.needs_widths and callable(width):
-            widths = width(X, ids)
-        P = self.exploration.probabilities(prior + score, widths)
-        return P, np.clip(prior + mean, 0.0, 1.0)
+        return self._choice_probabilities(X, ids, prior + score), np.clip(prior + mean, 0.0, 1.0)
 
     def probabilities(
         self,
