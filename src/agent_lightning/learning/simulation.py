@@ -140,6 +140,11 @@ class InProcessBackend:
         self._unlearned.append(index)
         self._since_task += 1
 
+    @property
+    def rewarded(self) -> tuple[LoggedDecision, ...]:
+        """Every rewarded decision so far, in arrival order."""
+        return tuple(self._rewarded)
+
     def predict(self, context: Context, actions: Sequence[Action]) -> str:
         return self.live.greedy(context, actions)
 
