@@ -6,8 +6,9 @@ Replays the first `--rows` queries of Banking77 train through a policy with the 
 preset for `--featurizer` (`simulation.DEFAULT_SPECS`: LinUCB plus the nearest-neighbour
 memory for `hybrid`), learning every 500 decisions, once with bandit rewards and once with
 corrections. Then it saves the policy (`Policy.to_bytes`) and prints the artifact's size, the
-share of its parts, and, as the peer, the size of the same state in the layout written before
-LinUCB pooled its rows (format 1: each action's window stored on its own).
+share of its parts, the size of the same state in the layout written before the memory shared
+LinUCB's rows (format 2: the memory stores every row it remembers), and, as the peer, in the
+layout written before LinUCB pooled its rows (format 1: each action's window stored on its own).
 """
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ def trained(featurizer: str, rows: list[tuple[str, str]], correction: bool):
     return policy
 
 
+def unshared(featurizer: str, meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """The same state with the nearest-neighbour memory storing all its rows (format 2)."""
+    state = meta["learner_state"]
+    if not state.get("rows_source"):
+        return meta, arrays
+    learner = make_policy({**DEFAULT_SPECS[featurizer], "seed": 0}).learner
+    learner.set_state(state, {k[len("learner/") :]: v for k, v in arrays.items()})
+    rows = learner._rows
+    out = {k: v for k, v in arrays.items() if not k.startswith("learner/rows.")}
+    if sparse.issparse(rows):
+        out["learner/rows.data"] = rows.data.astype(np.float16)
+        out["learner/rows.indices"] = rows.indices
+        out["learner/rows.indptr"] = rows.indptr
+    else:
+        out["learner/rows"] = rows.astype(np.float16)
+    meta = {**meta, "learner_state": {k: v for k, v in state.items() if k != "rows_source"}}
+    return meta, out
+
+
 def unpooled(meta: dict, arrays: dict) -> tuple[dict, dict]:
     """The same state with LinUCB's rows stored per action (format 1's layout)."""
     prefix = "learner/base." if any(k.startswith("learner/base.") for k in arrays) else "learner/"
@@ -99,10 +119,13 @@ def main() -> int:
         policy = trained(args.featurizer, rows, correction=feedback == "correction")
         blob = policy.to_bytes()
         meta, arrays = _serialize.load(blob)
-        peer = len(_serialize.dump(*unpooled(meta, arrays)))
+        format_2 = unshared(args.featurizer, meta, arrays)
+        own = len(_serialize.dump(*format_2))
+        peer = len(_serialize.dump(*unpooled(*format_2)))
         print(f"{args.featurizer}, {feedback}, {len(rows):,} queries: artifact "
-              f"{len(blob) / mb:.1f} MB; unpooled rows (format 1, peer) {peer / mb:.1f} MB; "
-              f"pooled / unpooled = {len(blob) / peer:.2f}")  # fmt: skip
+              f"{len(blob) / mb:.1f} MB; memory storing its own rows (format 2) {own / mb:.1f} MB; "
+              f"unpooled rows (format 1, peer) {peer / mb:.1f} MB; "
+              f"today / format 1 = {len(blob) / peer:.2f}")  # fmt: skip
         parts: collections.Counter = collections.Counter()
         for k, v in arrays.items():
             parts[re.sub(r"arm\d+", "arm*", k)] += len(zlib.compress(v.tobytes(), 6))

@@ -238,3 +238,87 @@ def test_policy_learn_marks_hard_negatives_as_inferred():
     assert policy.learner._rows.shape[0] == 8
     assert policy.learner.base._arms.keys() >= {"card_arrival", "refund"}
     assert sum(arm.n for arm in policy.learner.base._arms.values()) == 4 * 5
+
+
+def _sparse_rows(n: int, dim: int = 64, seed: int = 0) -> sparse.csr_matrix:
+    X = sparse.random(n, dim, density=0.2, format="csr", dtype=np.float32, random_state=seed)
+    X.data = X.data / 3.0  # values float16 cannot hold exactly: sharing must round like learning
+    return X
+
+
+def _learned(base: LinUCB, X, n_actions: int = 3) -> KNNMemory:
+    m = KNNMemory(base, k=3)
+    ids = [f"a{i % n_actions}" for i in range(X.shape[0])]
+    targets = np.linspace(-0.5, 0.5, X.shape[0])
+    for lo in range(0, X.shape[0], 10):  # several learns, as a policy's tasks do
+        m.learn(X[lo : lo + 10], ids[lo : lo + 10], targets[lo : lo + 10])
+    return m
+
+
+def _reloaded(m: KNNMemory) -> KNNMemory:
+    twin = KNNMemory(LinUCB(), k=m.k)
+    twin.set_state(*m.get_state())
+    return twin
+
+
+def _assert_same_memory(a: KNNMemory, b: KNNMemory) -> None:
+    if sparse.issparse(a._rows):
+        assert (a._rows != b._rows).nnz == 0
+        np.testing.assert_array_equal(a._rows.indptr, b._rows.indptr)
+    else:
+        np.testing.assert_array_equal(a._rows, b._rows)
+    np.testing.assert_array_equal(a._actions, b._actions)
+    np.testing.assert_array_equal(a._targets, b._targets)
+
+
+@pytest.mark.parametrize("layout", ["sparse", "dense"])
+def test_a_saved_memory_refers_to_the_rows_its_base_already_stores(layout):
+    X = _sparse_rows(40) if layout == "sparse" else unit_rows(40) / 3.0
+    m = _learned(LinUCB(budget=512), X)
+    meta, arrays = m.get_state()
+    # Every remembered row is in LinUCB's row table: none is stored twice.
+    assert meta["rows_source"] is True
+    assert (arrays["rows.source"] >= 0).all()
+    stored = arrays["rows.data"] if layout == "sparse" else arrays["rows"]
+    assert stored.shape[0] == 0
+    twin = _reloaded(m)
+    _assert_same_memory(twin, m)
+    probe = X[:7]
+    np.testing.assert_array_equal(twin.predict(probe, ["a0", "a1", "a2"]),
+                                  m.predict(probe, ["a0", "a1", "a2"]))  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["sparse", "dense"])
+def test_rows_the_base_has_folded_away_are_stored_with_the_memory(layout):
+    # A window of 8 per action: LinUCB folds older rows into its prior mean and no longer
+    # stores them, while the memory still remembers them.
+    X = _sparse_rows(60, seed=3) if layout == "sparse" else unit_rows(60, seed=3) / 3.0
+    m = _learned(LinUCB(budget=8), X)
+    _, arrays = m.get_state()
+    source = arrays["rows.source"]
+    assert 0 < (source < 0).sum() < source.size
+    _assert_same_memory(_reloaded(m), m)
+
+
+def test_a_memory_saved_before_rows_were_shared_still_loads():
+    X = _sparse_rows(30, seed=4)
+    m = _learned(LinUCB(), X)
+    meta, arrays = m.get_state()
+    # Policy format 2: the memory stored all its rows itself.
+    del meta["rows_source"]
+    arrays = {k: v for k, v in arrays.items() if k != "rows.source"}
+    arrays.update({"rows.data": m._rows.data.astype(np.float16),
+                   "rows.indices": m._rows.indices, "rows.indptr": m._rows.indptr})  # fmt: skip
+    twin = KNNMemory(LinUCB(), k=m.k)
+    twin.set_state(meta, arrays)
+    _assert_same_memory(twin, m)
+
+
+@pytest.mark.parametrize("bad", [10**6, -2])
+def test_a_shared_row_reference_outside_the_base_table_is_refused(bad):
+    m = _learned(LinUCB(), _sparse_rows(20, seed=5))
+    meta, arrays = m.get_state()
+    source = arrays["rows.source"].copy()
+    source[3] = bad
+    with pytest.raises(SpecError, match="inconsistent"):
+        KNNMemory(LinUCB()).set_state(meta, dict(arrays, **{"rows.source": source}))

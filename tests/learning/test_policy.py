@@ -79,7 +79,8 @@ def test_corrupt_and_foreign_bytes_raise_clear_errors():
 def test_newer_format_version_asks_for_an_upgrade():
     data = bytearray(make_policy().to_bytes())
     struct.pack_into(">H", data, len(_serialize.MAGIC), _serialize.FORMAT_VERSION + 1)
-    with pytest.raises(PolicyFormatError, match=r"version 2.*upgrade agent-lightning"):
+    newer = _serialize.FORMAT_VERSION + 1
+    with pytest.raises(PolicyFormatError, match=rf"version {newer}.*upgrade agent-lightning"):
         Policy.from_bytes(bytes(data))
 
 

@@ -10,8 +10,9 @@ Layout (big-endian)::
     npz              numpy arrays, read with allow_pickle=False (never pickle)
 
 Format versions: 1 the first; 2 LinUCB keeps the rows of all its actions in one table of
-distinct rows (a correction's row sits in up to five actions). Version 1 still loads; an older
-agent-lightning refuses version 2 with "upgrade agent-lightning".
+distinct rows (a correction's row sits in up to five actions); 3 the nearest-neighbour memory
+refers to that table for the rows it shares with LinUCB. Older versions still load; an older
+agent-lightning refuses a newer version with "upgrade agent-lightning".
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from agent_lightning.learning.errors import PolicyFormatError
 
 MAGIC = b"AGLPOLICY\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _HEADER = struct.Struct(">HI32s")
 
 
