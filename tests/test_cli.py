@@ -180,6 +180,32 @@ def test_demo_says_where_it_looked_for_banking77(tmp_path: Path, monkeypatch) ->
     assert banking77_dir() == tmp_path
 
 
+def test_demo_reports_bad_banking77_files_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("text,category\nwhere is my card,\n")
+    result = runner.invoke(cli, ["demo", "--banking77", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "line 2: empty category" in result.output and "Traceback" not in result.output
+    (tmp_path / "train.csv").write_text("text,category\nwhere is my card,card_arrival\n")
+    (tmp_path / "categories.json").write_text('{"card_arrival": 1}')
+    result = runner.invoke(cli, ["demo", "--banking77", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "must be a JSON list of intent names" in " ".join(result.output.split())
+
+
+def test_bench_reports_a_bad_csv_and_a_bad_json_path_before_running(tmp_path: Path) -> None:
+    data = tmp_path / "intents.csv"
+    data.write_text("query,label\nwhere is my card,card_arrival\n")
+    args = ["bench", "intents", "--train", str(data), "--test", str(data)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1
+    assert "needs the columns text,category (found: query,label)" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    data.write_text("text,category\nwhere is my card,card_arrival\n")
+    result = runner.invoke(cli, [*args, "--json", str(tmp_path / "no-such-dir" / "out.json")])
+    assert result.exit_code == 1
+    assert "the folder" in result.output and "does not exist" in result.output
+
+
 def test_featurizer_choices_are_the_benchmark_presets(tmp_path: Path) -> None:
     from agent_lightning.cli.main import FEATURIZER_CHOICES
     from agent_lightning.learning.simulation import DEFAULT_SPECS

@@ -167,3 +167,30 @@ def test_uniform_policy_backend_never_learns():
     assert set(probs.values()) == {1 / len(ACTIONS)}
     backend.reward(decision_id, 1.0)
     assert backend.maybe_learn() is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"query,label\nhi,greeting\n", "needs the columns text,category (found: query,label)"),
+        (b"", "needs the columns text,category (found: no header)"),
+        (b"text,category\nhi,greeting\nhello,\n", "line 3: empty category"),
+        (b"text,category\n  ,greeting\n", "line 2: empty text"),
+        (b"text,category\n\xff\xfe,greeting\n", "not UTF-8 text"),
+    ],
+)
+def test_a_bad_intent_csv_names_the_file_and_line(tmp_path, content, message):
+    path = tmp_path / "intents.csv"
+    path.write_bytes(content)
+    with pytest.raises(SpecError, match="intents.csv") as caught:
+        load_intent_csv(path)
+    assert message in str(caught.value)
+
+
+def test_an_intent_csv_from_a_spreadsheet_loads(tmp_path):
+    # A byte-order mark (Excel's "CSV UTF-8"), extra columns, a quoted comma, a header with spaces.
+    path = tmp_path / "intents.csv"
+    path.write_bytes(
+        b'\xef\xbb\xbfid, text ,category\n1,"card, please",order_card\n2,pin?,card_pin\n'
+    )
+    assert load_intent_csv(path) == [("card, please", "order_card"), ("pin?", "card_pin")]

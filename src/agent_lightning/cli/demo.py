@@ -9,7 +9,6 @@ off-policy gate. At the end it prints what was stored (redacted) and the lineage
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -45,11 +44,6 @@ def banking77_dir(explicit: Path | None = None) -> Path | None:
     return None
 
 
-def load_queries(path: Path) -> list[tuple[str, str]]:
-    with path.open(newline="") as f:
-        return [(row["text"], row["category"]) for row in csv.DictReader(f)]
-
-
 def run_demo(
     console: Console,
     *,
@@ -63,7 +57,7 @@ def run_demo(
     from agent_lightning import AgentLightningClient
     from agent_lightning.config import Settings
     from agent_lightning.gateway.testing import ThreadedServer
-    from agent_lightning.learning.simulation import DEFAULT_SPECS
+    from agent_lightning.learning.simulation import DEFAULT_SPECS, load_intent_csv
     from agent_lightning.security.audit import Actor
     from agent_lightning.security.identities import create_client
     from agent_lightning.server.app import create_app
@@ -77,8 +71,13 @@ def run_demo(
             f"Banking77 not found ({where}): pass --banking77 DIR, or set AGL_BANKING77, to the "
             "folder holding train.csv and categories.json"
         )
-    queries = load_queries(data / "train.csv")
-    intents = json.loads((data / "categories.json").read_text())
+    queries = load_intent_csv(data / "train.csv")  # SpecError (a ValueError) names the line
+    try:
+        intents = json.loads((data / "categories.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{data / 'categories.json'} cannot be read: {exc}") from None
+    if not isinstance(intents, list) or not all(isinstance(i, str) and i for i in intents):
+        raise ValueError(f"{data / 'categories.json'} must be a JSON list of intent names")
     random.Random(seed).shuffle(queries)
     queries = queries[:interactions]
 

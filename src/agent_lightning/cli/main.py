@@ -511,7 +511,7 @@ def demo(
             banking77=banking77,
             data_dir=data_dir,
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -593,6 +593,8 @@ def bench_intents(
         raise fail(f"--featurizer must be one of {', '.join(FEATURIZER_CHOICES)}")
     if feedback not in ("bandit", "correction"):
         raise fail("--feedback must be bandit or correction")
+    if json_out is not None and not json_out.parent.is_dir():
+        raise fail(f"--json: the folder {json_out.parent} does not exist")
     try:
         figures = run_intents_bench(
             console,
@@ -606,7 +608,10 @@ def bench_intents(
     except ValueError as exc:
         raise fail(str(exc)) from None
     if json_out is not None:
-        json_out.write_text(json.dumps(figures, indent=2))
+        try:
+            json_out.write_text(json.dumps(figures, indent=2))
+        except OSError as exc:  # the figures are printed above, so the run is not lost
+            raise fail(f"--json: cannot write {json_out} ({exc.strerror})") from None
         console.print(f"figures written to {json_out}")
 
 

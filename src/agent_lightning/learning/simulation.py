@@ -224,9 +224,33 @@ class BenchmarkResult:
 
 
 def load_intent_csv(path: str | Path) -> list[tuple[str, str]]:
-    """Read a `text,category` CSV (Banking77 layout) into (text, label) pairs."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [(row["text"], row["category"]) for row in csv.DictReader(fh)]
+    """Read a `text,category` CSV (Banking77 layout) into (text, label) pairs.
+
+    Other columns are ignored and a byte-order mark (a spreadsheet's export) is allowed. A
+    missing column, an empty text or category, or bytes that are not UTF-8 raise `SpecError`
+    naming the file and line.
+    """
+    rows: list[tuple[str, str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [name.strip() for name in reader.fieldnames or []]
+            missing = [c for c in ("text", "category") if c not in header]
+            if missing:
+                found = ",".join(header) if header else "no header"
+                raise SpecError(f"{path}: needs the columns text,category (found: {found})")
+            reader.fieldnames = header
+            for row in reader:
+                text, label = row.get("text") or "", row.get("category") or ""
+                empty = [name for name, v in (("text", text), ("category", label)) if not v.strip()]
+                if empty:
+                    raise SpecError(f"{path}, line {reader.line_num}: empty {' and '.join(empty)}")
+                rows.append((text, label))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise SpecError(f"{path}: not a readable CSV ({exc})") from None
+    return rows
 
 
 def intent_actions(labels: Sequence[str]) -> list[Action]:
