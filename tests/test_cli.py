@@ -111,6 +111,27 @@ def test_events_tail_prints_stored_events(sqlite_url: str) -> None:
     store.close()
 
 
+def test_an_unknown_app_is_an_error_not_an_empty_answer(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    store.ensure_app("acme")
+    db = ["--database-url", sqlite_url]
+    for args in (
+        ["train", "--app", "acme-typo", "--policy", "intents"],
+        ["events", "tail", "--app", "acme-typo"],
+        ["erase-user", "u1", "--app", "acme-typo", "--yes"],
+    ):
+        result = runner.invoke(cli, [*args, *db])
+        assert result.exit_code == 1, args
+        assert "no app 'acme-typo' in this database (apps: acme)" in result.output, args
+        assert "Traceback" not in result.output
+    # A known app: an unknown policy is the task's reason; no events is said, not silent.
+    result = runner.invoke(cli, ["train", "--app", "acme", "--policy", "intents", *db])
+    assert result.exit_code == 1 and "policy 'intents' not found" in result.output
+    result = runner.invoke(cli, ["events", "tail", "--app", "acme", *db])
+    assert result.exit_code == 0 and "no events in 'acme' yet" in result.output
+    store.close()
+
+
 def test_retention_apply_compact_shrinks_the_file_and_is_audited(sqlite_url: str) -> None:
     from datetime import UTC, datetime, timedelta
 

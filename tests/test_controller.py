@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from agent_lightning.cli.demo import banking77_dir
-from agent_lightning.controller import LearningController
+from agent_lightning.controller import LearningController, TaskError
 from agent_lightning.controller.controller import LearnSettings
 from agent_lightning.security.audit import AuditLog
 from agent_lightning.store import PolicyVersion, new_id
@@ -211,6 +211,12 @@ def test_a_failed_task_says_why_and_leaves_live_untouched(api: Api, controller) 
     assert api.store.get_policy("acme", "intents").live_version == 2
     response = api.client.get(f"/v1/tasks/{task.id}", headers=dev).json()
     assert response["status"] == "failed" and response["error"]
+
+
+def test_a_task_for_an_unknown_app_is_refused_as_such(controller) -> None:
+    # Before, the store's foreign key failed and the task read as "task id None is taken".
+    with pytest.raises(TaskError, match="no app 'acme-typo'"):
+        controller.run("acme-typo", {"task": "learn", "policy": "intents"})
 
 
 def test_tasks_through_the_api_run_in_the_background_and_serving_goes_on(

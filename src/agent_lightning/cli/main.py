@@ -81,6 +81,18 @@ def _store(database_url: str | None):
         raise fail(str(exc)) from None
 
 
+def _known_app(store, app_id: str) -> None:
+    """Stop with a readable error when the app does not exist (a typo would otherwise read as
+    "nothing stored")."""
+    from agent_lightning.store import NotFound
+
+    try:
+        store.get_app(app_id)
+    except NotFound:
+        known = ", ".join(sorted(a.id for a in store.list_apps())) or "none yet"
+        raise fail(f"no app {app_id!r} in this database (apps: {known})") from None
+
+
 def _cli_actor():
     from agent_lightning.security.audit import Actor
 
@@ -284,6 +296,7 @@ def events_tail(
     from agent_lightning.server.serializers import event as event_json
 
     store = _store(database_url)
+    _known_app(store, app_id)
     page = store.list_records("events", app_id, limit=limit, order="desc")
     rows = list(reversed(page.items))
     last_pk = rows[-1].pk if rows else 0
@@ -300,6 +313,8 @@ def events_tail(
 
     for row in rows:
         show(row)
+    if not rows and not as_json:  # JSON lines stay machine-readable: nothing is nothing
+        err.print(f"no events in {app_id!r} yet" + (" (waiting for new ones)" if follow else ""))
     while follow:
         time.sleep(1.0)
         from agent_lightning.store.pagination import encode_cursor
@@ -414,9 +429,10 @@ def erase_user(
     from agent_lightning.security import retention
     from agent_lightning.security.audit import AuditLog
 
+    store = _store(database_url)
+    _known_app(store, app_id)
     if not yes and not typer.confirm(f"erase every record of user {user_id!r} in {app_id!r}?"):
         raise typer.Exit(1)
-    store = _store(database_url)
     removed = retention.erase_user(store, AuditLog(store), app_id, user_id, _cli_actor())
     console.print(f"erased: {removed}")
 
@@ -528,18 +544,22 @@ def train(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run one learning task now: train on new rewards, evaluate off-policy, maybe register."""
-    from agent_lightning.controller import LearningController
+    from agent_lightning.controller import LearningController, TaskError
     from agent_lightning.security.audit import AuditLog
 
     store = _store(database_url)
+    _known_app(store, app_id)
     controller = LearningController(
         store, AuditLog(store), every_decisions=None, every_seconds=None
     )
-    task = controller.run(
-        app_id,
-        {"task": "learn", "policy": policy, "force": force, "make_live": not no_live},
-        actor=_cli_actor(),
-    )
+    try:
+        task = controller.run(
+            app_id,
+            {"task": "learn", "policy": policy, "force": force, "make_live": not no_live},
+            actor=_cli_actor(),
+        )
+    except TaskError as exc:
+        raise fail(str(exc)) from None
     if task.status != "succeeded":
         raise fail(f"task {task.id} failed: {task.error}")
     result = task.result

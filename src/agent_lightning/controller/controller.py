@@ -222,6 +222,10 @@ class LearningController:
             raise TaskError(f"unknown task {params.get('task')!r}; today: learn")
         if not params.get("policy"):
             raise TaskError("a learn task needs a policy name")
+        try:
+            self.store.get_app(app_id)
+        except NotFound:
+            raise TaskError(f"no app {app_id!r}") from None
         if params.get("id"):
             try:
                 return self.store.get_task(app_id, params["id"]), False
