@@ -119,6 +119,8 @@ def test_an_unknown_app_is_an_error_not_an_empty_answer(sqlite_url: str) -> None
         ["train", "--app", "acme-typo", "--policy", "intents"],
         ["events", "tail", "--app", "acme-typo"],
         ["erase-user", "u1", "--app", "acme-typo", "--yes"],
+        ["clients", "list", "--app", "acme-typo"],
+        ["rollout", "list", "--app", "acme-typo"],
     ):
         result = runner.invoke(cli, [*args, *db])
         assert result.exit_code == 1, args

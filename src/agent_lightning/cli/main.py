@@ -245,6 +245,8 @@ def clients_list(
     from agent_lightning.server.serializers import client as client_json
 
     store = _store(database_url)
+    if app_id is not None:
+        _known_app(store, app_id)
     if as_json:
         for c in store.list_clients(app_id):
             print(json.dumps(client_json(c)))

@@ -194,6 +194,7 @@ def rollout_list(
 ) -> None:
     """Rollouts of an app, newest first."""
     manager = _manager(database_url)
+    _main()._known_app(manager.store, app_id)
     rows = _errors(lambda: manager.list(app_id, policy=policy, status=status))
     if not rows and not as_json:
         _main().console.print("no rollouts")
