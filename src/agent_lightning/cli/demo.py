@@ -61,6 +61,7 @@ def run_demo(
     from agent_lightning.security.audit import Actor
     from agent_lightning.security.identities import create_client
     from agent_lightning.server.app import create_app
+    from agent_lightning.server.main import limit_blas_threads
     from agent_lightning.server.wiring import with_components
 
     data = banking77_dir(banking77)
@@ -87,6 +88,7 @@ def run_demo(
         data_dir=workdir, database_url=f"sqlite:///{workdir / 'demo.db'}", decision_seed=seed
     )
     state = with_components(settings)
+    limit_blas_threads(settings.blas_threads)  # the server's default: learning leaves a core
     if state.controller is not None:
         # The demo triggers a task every --learn-every rewards itself; the server's own
         # scheduler would add tasks whenever its thread wakes, so no two runs would match.

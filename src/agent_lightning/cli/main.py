@@ -607,6 +607,7 @@ def bench_intents(
 ) -> None:
     """Replay labelled queries as live traffic through decide/reward; report what was learned."""
     from agent_lightning.cli.bench import run_intents_bench
+    from agent_lightning.server.main import limit_blas_threads
 
     for path in (train_file, test_file):
         if not path.is_file():
@@ -617,6 +618,9 @@ def bench_intents(
         raise fail("--feedback must be bandit or correction")
     if json_out is not None and not json_out.parent.is_dir():
         raise fail(f"--json: the folder {json_out.parent} does not exist")
+    # As the server does (AGL_BLAS_THREADS, default 1): the figures describe the product's
+    # configuration, and the supervised ceiling fits on a second core meanwhile.
+    limit_blas_threads(_settings().blas_threads)
     try:
         figures = run_intents_bench(
             console,
