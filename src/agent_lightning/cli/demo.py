@@ -47,7 +47,7 @@ def banking77_dir(explicit: Path | None = None) -> Path | None:
 def run_demo(
     console: Console,
     *,
-    interactions: int = 2000,
+    interactions: int = 4000,
     learn_every: int = 250,
     featurizer: str = "hybrid",
     seed: int = 0,
