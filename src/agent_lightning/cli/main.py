@@ -89,8 +89,9 @@ def _known_app(store, app_id: str) -> None:
     try:
         store.get_app(app_id)
     except NotFound:
-        known = ", ".join(sorted(a.id for a in store.list_apps())) or "none yet"
-        raise fail(f"no app {app_id!r} in this database (apps: {known})") from None
+        apps = sorted(a.id for a in store.list_apps())
+        known = ", ".join(apps[:10]) + (f" and {len(apps) - 10} more" if len(apps) > 10 else "")
+        raise fail(f"no app {app_id!r} in this database (apps: {known or 'none yet'})") from None
 
 
 def _cli_actor():
