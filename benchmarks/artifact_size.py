@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from agent_lightning.learning import LoggedDecision, _serialize, make_policy  # noqa: E402
+from agent_lightning.learning.learners import _RowPool  # noqa: E402
 from agent_lightning.learning.simulation import (  # noqa: E402
     DEFAULT_SPECS,
     intent_actions,
@@ -84,14 +85,8 @@ def unpooled(meta: dict, arrays: dict) -> tuple[dict, dict]:
     prefix = "learner/base." if any(k.startswith("learner/base.") for k in arrays) else "learner/"
     state = meta["learner_state"].get("base", meta["learner_state"])
     key = prefix + "pool.X"
-    if state.get("sparse"):
-        indptr = arrays[key + ".indptr"]
-        pool = sparse.csr_matrix(
-            (arrays[key + ".data"], arrays[key + ".indices"], indptr),
-            shape=(indptr.shape[0] - 1, state["dim"]),
-        )
-    else:
-        pool = arrays[key]
+    own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    pool = _RowPool.read(own, state.get("sparse"), state["dim"])
     out = {k: v for k, v in arrays.items() if not k.startswith(key)}
     for i, arm in enumerate(state["arms"]):
         refs = out.pop(f"{prefix}arm{i}.X.rows", None)

@@ -517,18 +517,15 @@ class _RowPool:
     def add(self, X: Matrix) -> np.ndarray:
         """The pool's row number of each row of X (adding the rows it does not have yet)."""
         refs = np.empty(X.shape[0], dtype=np.int32)
-        for r in range(X.shape[0]):
-            if self.sparse:
-                lo, hi = X.indptr[r], X.indptr[r + 1]
-                row: Any = (X.indices[lo:hi], X.data[lo:hi])
-                key = row[0].tobytes() + b"|" + row[1].tobytes()
-            else:
-                row = X[r]
-                key = row.tobytes()
+        for r, key in enumerate(_row_keys(X)):
             j = self._index.get(key)
             if j is None:
                 j = self._index[key] = len(self._rows)
-                self._rows.append(row)
+                if self.sparse:
+                    lo, hi = X.indptr[r], X.indptr[r + 1]
+                    self._rows.append((X.indices[lo:hi], X.data[lo:hi]))
+                else:
+                    self._rows.append(X[r])
             refs[r] = j
         return refs
 
@@ -989,10 +986,9 @@ class KNNMemory(Learner):
         return meta, arrays
 
     def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        self.base.set_state(
-            meta.get("base", {}),
-            {k[len("base.") :]: v for k, v in arrays.items() if k.startswith("base.")},
-        )
+        base_meta = meta.get("base", {})
+        base_arrays = {k[len("base.") :]: v for k, v in arrays.items() if k.startswith("base.")}
+        self.base.set_state(base_meta, base_arrays)
         self._vocab = [str(a) for a in meta.get("vocab", [])]
         n = int(meta.get("rows", 0))
         if not n:
@@ -1019,13 +1015,8 @@ class KNNMemory(Learner):
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"KNNMemory state: the stored memory cannot be read ({exc})") from None
         if source is not None:
-            base_meta = meta.get("base", {})
-            pool = _RowPool.read(
-                {k[len("base.") :]: v for k, v in arrays.items() if k.startswith("base.")},
-                base_meta.get("sparse"),
-                base_meta.get("dim"),
-            )
-            rows = _merge_shared_rows(pool, source, rows, n)
+            pool = _RowPool.read(base_arrays, base_meta.get("sparse"), base_meta.get("dim"))
+            rows = _merge_shared_rows(pool, source, rows)
         if (
             rows.shape != (n, dim)
             or actions.shape != (n,)
@@ -1046,11 +1037,11 @@ def _half_precision(X: Matrix) -> Matrix:
     return np.asarray(X, dtype=np.float16).astype(np.float32)
 
 
-def _row_keys(X: Matrix) -> list[bytes]:
-    """Each row's bytes at half precision (sparse: its columns and values)."""
+def _row_keys(X: Matrix, half: bool = False) -> list[bytes]:
+    """Each row's bytes (sparse: its columns and values), at half precision if `half`."""
     if not sparse.issparse(X):
-        return [row.tobytes() for row in np.asarray(X, dtype=np.float16)]
-    data = X.data.astype(np.float16)
+        return [row.tobytes() for row in (np.asarray(X, dtype=np.float16) if half else X)]
+    data = X.data.astype(np.float16) if half else X.data
     return [
         X.indices[lo:hi].tobytes() + b"|" + data[lo:hi].tobytes()
         for lo, hi in zip(X.indptr[:-1], X.indptr[1:], strict=True)
@@ -1060,18 +1051,19 @@ def _row_keys(X: Matrix) -> list[bytes]:
 def _half_precision_refs(pool: Matrix, rows: Matrix) -> np.ndarray:
     """For each of KNNMemory's rows, a row of `pool` that rounds to it exactly, or -1."""
     index: dict[bytes, int] = {}
-    for j, key in enumerate(_row_keys(pool)):
+    for j, key in enumerate(_row_keys(pool, half=True)):
         index.setdefault(key, j)
-    return np.fromiter((index.get(k, -1) for k in _row_keys(rows)), np.int32, rows.shape[0])
+    keys = _row_keys(rows, half=True)
+    return np.fromiter((index.get(k, -1) for k in keys), np.int32, rows.shape[0])
 
 
-def _merge_shared_rows(pool: Matrix, source: np.ndarray, here: Matrix, n: int) -> Matrix:
-    """The memory's n rows: pool rows (rounded) where source >= 0, `here`'s rows in order at
+def _merge_shared_rows(pool: Matrix, source: np.ndarray, here: Matrix) -> Matrix:
+    """The memory's rows: pool rows (rounded) where source >= 0, `here`'s rows in order at
     the others."""
     shared = source >= 0
     if (
         (shared.any() and source.max() >= pool.shape[0])
-        or here.shape[0] != n - int(shared.sum())
+        or here.shape[0] != int((~shared).sum())
         or here.shape[1] != pool.shape[1]
         or sparse.issparse(here) != sparse.issparse(pool)
     ):
