@@ -495,3 +495,10 @@ async def test_async_app_argument_and_buffered_close(api, creds, tenant):
         assert c.pending == 3
         assert api.store.count_records("events", tenant) == 0
     assert api.store.count_records("events", tenant) == 3
+
+
+def test_a_nan_reward_is_a_clear_error_before_anything_is_sent(api, client, tenant):
+    decision = client.decide(["a", "b"], text="hello")
+    with pytest.raises(ValueError, match="value must be a finite number"):
+        client.reward(decision.decision_id, float("nan"))
+    assert api.store.count_records("rewards", tenant) == 0

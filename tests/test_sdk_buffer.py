@@ -203,6 +203,24 @@ def test_full_buffer_raises_and_keeps_what_it_has():
     assert [r["text"] for r in server.records] == ["1", "2", "3", "4"]
 
 
+def test_what_json_cannot_carry_is_refused_at_the_call_and_blocks_nothing():
+    # A NaN used to be queued and fail only in the flusher, as a retry that never succeeds,
+    # holding back every record behind it.
+    server = Batches()
+    with server.client() as c:
+        c.log_event("before")
+        with pytest.raises(ValueError, match=r"^value must be a finite number, got nan"):
+            c.reward("d1", float("nan"))
+        with pytest.raises(ValueError, match=r"records\[1\]\.confidence .* got inf"):
+            c.log_events([{"text": "ok"}, {"text": "bad", "confidence": float("inf")}])
+        with pytest.raises(TypeError, match="cannot be sent as JSON"):
+            c.log_event("obj", attributes={"when": object()})
+        assert c.pending == 1  # nothing of the refused calls was queued
+        c.log_event("after")
+        assert c.flush(timeout=5) is True
+    assert [r["text"] for r in server.records] == ["before", "after"]
+
+
 def test_failed_flush_keeps_records_and_never_blocks_the_caller():
     unavailable = httpx.Response(503, json={"error": {"code": "database_unavailable"}})
     server = Batches(unavailable, unavailable)

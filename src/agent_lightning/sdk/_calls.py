@@ -6,6 +6,8 @@ awaited), so the REST mapping exists once.
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +45,44 @@ def new_id() -> str:
 
 def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
     """Drop unset fields: the server's schema has defaults and refuses null for lists/dicts."""
-    return {k: v for k, v in record.items() if v is not None}
+    out = {k: v for k, v in record.items() if v is not None}
+    check_json(out)
+    return out
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[str, Any]] = (
+            (f"{path}.{k}" if path else str(k), v) for k, v in value.items()
+        )
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub_path, sub in items:
+        found = _non_finite(sub, sub_path)
+        if found:
+            return found
+    return None
+
+
+def check_json(record: Mapping[str, Any], what: str = "") -> None:
+    """Refuse at the call what JSON cannot carry (NaN, infinity, arbitrary objects).
+
+    Otherwise the request would fail only when sent; in buffered mode that is in the flusher,
+    where one such record would hold back every record queued behind it.
+    """
+    try:
+        json.dumps(record, allow_nan=False)
+    except ValueError:
+        path, value = _non_finite(record, what) or (what or "a field", float("nan"))
+        raise ValueError(
+            f"{path} must be a finite number, got {value!r} (JSON has no NaN or infinity)"
+        ) from None
+    except TypeError as exc:
+        raise TypeError(f"{what or 'the record'} cannot be sent as JSON: {exc}") from None
 
 
 def _when(value: datetime | str | None) -> str | None:
@@ -67,6 +106,7 @@ def with_ids(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             copy["id"] = new_id()
         if isinstance(copy.get("timestamp"), datetime):
             copy["timestamp"] = copy["timestamp"].isoformat()
+        check_json(copy, f"records[{index}]")
         out.append(copy)
     return out
 
