@@ -137,6 +137,26 @@ def test_rewards_need_a_known_decision_a_finite_value_in_range(
     }
 
 
+def test_a_correction_must_name_an_action_the_decision_offered(
+    pipeline: DataIngestionPipeline,
+) -> None:
+    # Stored, such a correction made every later learning task of the policy fail.
+    pipeline.ingest_decisions("acme", [_decision(id="d1"), _decision(id="d2")])
+    result = pipeline.ingest_rewards(
+        "acme",
+        [
+            {"decision_id": "d1", "value": 0.0, "correct_action_id": "refund"},
+            {"decision_id": "d2", "value": 0.0, "correct_action_id": "refnud"},
+            {"session_id": "s1", "value": 0.0, "correct_action_id": "anything"},
+        ],
+    )
+    assert [a.index for a in result.accepted] == [0, 2]
+    (refused,) = result.rejected
+    assert (refused.index, refused.reason) == (1, "unknown_action")
+    assert "'refnud'" in refused.message and "(card_lost, refund)" in refused.message
+    assert pipeline.store.count_records("rewards", "acme") == 2
+
+
 def test_rewards_cannot_target_another_apps_decision(
     pipeline: DataIngestionPipeline,
 ) -> None:

@@ -179,6 +179,29 @@ def test_a_session_reward_scores_every_decision_of_the_session(store: Store) -> 
     ]
 
 
+def test_a_correction_labels_only_decisions_that_offered_its_action(store: Store) -> None:
+    # One session, two decision points: the session's correction names an intent, which the
+    # tool decision never offered. A label naming a missing action used to fail every task.
+    store.ensure_app("acme")
+    tool = {"actions": [{"id": "search"}, {"id": "ask"}], "action_id": "search"}
+    store.insert_records(
+        "decisions",
+        "acme",
+        [_decision(1, session_id="run-1"), _decision(2, "tool", session_id="run-1", **tool)],
+    )
+    row = {"id": "rs", "session_id": "run-1", "value": 0.0, "correct_action_id": "b"}
+    store.insert_records("rewards", "acme", [{**row, "content_hash": content_hash(row)}])
+    later = datetime.now(UTC) + timedelta(days=2)
+    (intent,) = store.training_examples("acme", "intent", now=later)[0]
+    (chosen_tool,) = store.training_examples("acme", "tool", now=later)[0]
+    assert (intent.reward, intent.correct_action_id) == (0.0, "b")
+    assert (chosen_tool.reward, chosen_tool.correct_action_id) == (0.0, None)
+    assert store.decision_action_ids("acme", ["d1", "d2", "nope"]) == {
+        "d1": {"a", "b"},
+        "d2": {"search", "ask"},
+    }
+
+
 def test_app_settings_are_validated(store: Store) -> None:
     store.ensure_app("acme")
     with pytest.raises(ValueError, match="reward_aggregation"):

@@ -119,9 +119,12 @@ class DataIngestionPipeline:
     def ingest_rewards(self, app_id: str, records: Sequence[Any]) -> BatchResult:
         app = self.store.get_app(app_id)
         parsed, result = self._validate(RewardIn, records)
-        # Rewards must point at a decision of this app and lie in the app's configured range.
+        # Rewards must point at a decision of this app and lie in the app's configured range;
+        # a correction must name one of the actions that decision offered.
         wanted = {r.decision_id for _, r in parsed if r.decision_id}
         known = self.store.existing_decision_ids(app_id, wanted) if wanted else set()
+        corrected = {r.decision_id for _, r in parsed if r.decision_id and r.correct_action_id}
+        offered = self.store.decision_action_ids(app_id, corrected) if corrected else {}
         kept: list[tuple[int, BaseModel]] = []
         for index, reward in parsed:
             assert isinstance(reward, RewardIn)
@@ -131,6 +134,24 @@ class DataIngestionPipeline:
                         index,
                         "unknown_decision",
                         f"no decision {reward.decision_id!r} in this app",
+                        reward.id,
+                    )
+                )
+            elif (
+                reward.decision_id
+                and reward.correct_action_id
+                and (reward.correct_action_id not in offered.get(reward.decision_id, ()))
+            ):
+                ids = sorted(offered.get(reward.decision_id, ()))
+                shown = ", ".join(ids[:10]) + (
+                    f", ... ({len(ids)} in all)" if len(ids) > 10 else ""
+                )
+                result.rejected.append(
+                    Rejected(
+                        index,
+                        "unknown_action",
+                        f"correct_action_id {reward.correct_action_id!r} is not among the "
+                        f"actions decision {reward.decision_id!r} offered ({shown})",
                         reward.id,
                     )
                 )

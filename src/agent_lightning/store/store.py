@@ -366,6 +366,20 @@ class Store:
                 )
         return found
 
+    def decision_action_ids(self, app_id: str, ids: Iterable[str]) -> dict[str, set[str]]:
+        """Decision id -> the ids of the actions it offered, for those of `ids` in this app."""
+        offered: dict[str, set[str]] = {}
+        with self.session() as s:
+            for chunk in _chunks(list(set(ids)), 500):
+                rows = s.execute(
+                    select(Decision.id, Decision.actions).where(
+                        Decision.app_id == app_id, Decision.id.in_(chunk)
+                    )
+                )
+                for decision_id, actions in rows:
+                    offered[decision_id] = {a.get("id") for a in actions or ()}
+        return offered
+
     def get_record(self, kind: str, app_id: str, record_id: str) -> Any:
         model = RECORD_KINDS[kind]
         with self.session() as s:
@@ -496,7 +510,12 @@ class Store:
                     value = values[-1]
                 else:
                     value = float(sum(values))
-                correct = next((r.correct_action_id for r in got if r.correct_action_id), None)
+                # A correction only labels a decision that offered the action it names (a
+                # session's correction may be meant for another of its decision points).
+                offered = {a.get("id") for a in decision.actions or ()}
+                correct = next(
+                    (r.correct_action_id for r in got if r.correct_action_id in offered), None
+                )
                 examples.append(TrainingExample(decision, value, len(got), correct, False))
             else:
                 examples.append(TrainingExample(decision, app.default_reward, 0, None, True))
