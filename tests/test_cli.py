@@ -229,6 +229,22 @@ def test_bench_reports_a_bad_csv_and_a_bad_json_path_before_running(tmp_path: Pa
     assert "the folder" in result.output and "does not exist" in result.output
 
 
+def test_bench_and_demo_refuse_a_negative_seed_or_no_learning_interval(tmp_path: Path) -> None:
+    # --retrain-every 0 used to run the whole benchmark on the default interval, and a
+    # negative seed to stop with numpy's "expected non-negative integer", naming no flag.
+    data = tmp_path / "intents.csv"
+    data.write_text("text,category\nwhere is my card,card_arrival\n")
+    bench = ["bench", "intents", "--train", str(data), "--test", str(data)]
+    for args, flag in (
+        ([*bench, "--seed", "-1"], "'--seed'"),
+        ([*bench, "--retrain-every", "0"], "'--retrain-every'"),
+        (["demo", "--seed", "-1"], "'--seed'"),
+    ):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, args
+        assert f"Invalid value for {flag}" in result.output and "Traceback" not in result.output
+
+
 def test_featurizer_choices_are_the_benchmark_presets(tmp_path: Path) -> None:
     from agent_lightning.cli.main import FEATURIZER_CHOICES
     from agent_lightning.learning.simulation import DEFAULT_SPECS

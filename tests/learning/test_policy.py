@@ -41,6 +41,8 @@ def test_make_policy_validation_names_the_bad_key():
         make_policy({"warm_start": "telepathy"})
     with pytest.raises(SpecError, match="seed"):
         make_policy({"seed": "zero"})
+    with pytest.raises(SpecError, match="seed: must be a non-negative integer, got -1"):
+        make_policy({"seed": -1})  # numpy would say only "expected non-negative integer"
     with pytest.raises(SpecError, match="featurizer"):
         make_policy({"featurizer": {"kind": "hashing", "n_features": 1000}})
     assert issubclass(SpecError, ValueError) and issubclass(SpecError, LearningError)

@@ -35,7 +35,9 @@ def run_intents_bench(
     test = load_intent_csv(test_file)
     if not train or not test:
         raise ValueError("train and test files need rows with text,category")
-    every = retrain_every or DEFAULT_RETRAIN_EVERY
+    every = DEFAULT_RETRAIN_EVERY if retrain_every is None else retrain_every
+    if every < 1:
+        raise ValueError("retrain_every must be >= 1")
     spec = {**DEFAULT_SPECS[featurizer], "seed": seed}
     # The store lives in memory-backed tmpfs when there is one: this measures learning, not fsync.
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None

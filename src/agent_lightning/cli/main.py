@@ -508,7 +508,7 @@ def demo(
             "extra)."
         ),
     ] = "hybrid",
-    seed: Annotated[int, typer.Option(help="Shuffle and exploration seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Shuffle and exploration seed.")] = 0,
     banking77: Annotated[
         Path | None,
         typer.Option(
@@ -604,9 +604,10 @@ def bench_intents(
     feedback: Annotated[
         str, typer.Option(help="bandit (resolved or not) or correction (the right intent).")
     ] = "bandit",
-    seed: Annotated[int, typer.Option(help="Traffic order and exploration seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Traffic order and exploration seed.")] = 0,
     retrain_every: Annotated[
-        int | None, typer.Option(help="Rewards between learning tasks (default: tuned).")
+        int | None,
+        typer.Option(min=1, help="Rewards between learning tasks (default: tuned)."),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the figures to this file.")

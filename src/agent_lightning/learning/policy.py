@@ -633,8 +633,8 @@ def make_policy(spec: Mapping[str, Any] | None = None, rules: Rules | None = Non
         warm = warm.get("kind", "zero_shot")
     if warm not in WARM_STARTS:
         raise SpecError(f"warm_start: must be one of {WARM_STARTS}, got {warm!r}")
-    if not isinstance(full["seed"], int) or isinstance(full["seed"], bool):
-        raise SpecError("seed: must be an integer")
+    if not isinstance(full["seed"], int) or isinstance(full["seed"], bool) or full["seed"] < 0:
+        raise SpecError(f"seed: must be a non-negative integer, got {full['seed']!r}")
     return Policy(
         featurizer=full["featurizer"],
         learner=full["learner"],
