@@ -198,6 +198,27 @@ def test_force_registers_and_rollback_through_the_api(api: Api, controller) -> N
     assert entry.before == {"live_version": 2} and entry.after["reason"] == "regression in CSAT"
 
 
+def test_forcing_a_version_live_through_a_task_needs_the_promote_right(
+    api: Api, controller
+) -> None:
+    # Developers may run learning tasks but not promote by hand: forcing past the gate and
+    # serving the result used to be a way around `PUT /policies/{name}/live`.
+    dev = api.auth("acme", ("Developer",))
+    create_policy(api, dev)
+    forced = {"task": "learn", "policy": "intents", "force": True}
+    refused = api.client.post("/v1/tasks", json=forced, headers=dev)
+    assert refused.status_code == 403 and "policy:promote" in refused.json()["error"]["message"]
+    assert api.store.list_tasks("acme").items == []  # nothing queued
+    registered_only = api.client.post("/v1/tasks", json={**forced, "make_live": False}, headers=dev)
+    assert registered_only.status_code == 202
+    admin = api.client.post("/v1/tasks", json=forced, headers=api.auth("acme"))
+    assert admin.status_code == 202
+    ordinary = api.client.post(
+        "/v1/tasks", json={"task": "learn", "policy": "intents"}, headers=dev
+    )
+    assert ordinary.status_code == 202  # the gate decides what goes live
+
+
 def test_a_failed_task_says_why_and_leaves_live_untouched(api: Api, controller) -> None:
     dev = api.auth("acme", ("Developer",))
     create_policy(api, dev)

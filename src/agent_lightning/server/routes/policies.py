@@ -265,6 +265,15 @@ def create_task(
 ):
     state = _state(request)
     state.store.get_policy(principal.app_id, body.policy)  # 404 before queueing
+    # A learning task may make live only what passed the gate; forcing past it is a promotion
+    # by hand, the same right as `PUT /policies/{name}/live`.
+    if body.force and body.make_live and not principal.can(_promote()):
+        raise APIError(
+            403,
+            "forbidden",
+            "forcing a candidate past the off-policy gate and making it live needs the "
+            "policy:promote right; send make_live: false to register it without serving it",
+        )
     if state.controller is None:
         raise APIError(503, "learning_unavailable", "the learning controller is not running")
     from agent_lightning.controller import TaskError
