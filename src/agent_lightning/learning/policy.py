@@ -596,6 +596,9 @@ _SPEC_KEYS = {
     "featurizer", "learner", "exploration", "warm_start", "seed", "structured_dim", "version",
     "metadata", "one_right_action", "hard_negatives",
 }  # fmt: skip
+# Keys a policy's spec may carry for whoever applies its choices (the gateway's prompt
+# `variants`: the arms and what each does); the learner does not read them.
+_CARRIED_KEYS = {"variants"}
 
 DEFAULT_SPEC: dict[str, Any] = {
     "featurizer": "hybrid",
@@ -612,13 +615,14 @@ def make_policy(spec: Mapping[str, Any] | None = None, rules: Rules | None = Non
     Example: `{"featurizer": "hashing", "learner": "linucb",
     "exploration": {"kind": "squarecb", "gamma": 50}, "warm_start": "zero_shot", "seed": 0}`.
     `warm_start` is a name (`zero_shot`, `rules`, `none`) or `{"kind": ..., "scale": ...,
-    "rule_weight": ...}`. Invalid specs raise `SpecError` naming the bad key.
+    "rule_weight": ...}`. `variants` (the gateway's prompt variants) is carried, not read.
+    Invalid specs raise `SpecError` naming the bad key.
     """
     if spec is None:
         spec = {}
     if not isinstance(spec, Mapping):
         raise SpecError("policy spec must be a mapping")
-    unknown = sorted(set(spec) - _SPEC_KEYS)
+    unknown = sorted(set(spec) - _SPEC_KEYS - _CARRIED_KEYS)
     if unknown:
         raise SpecError(f"{unknown[0]}: unknown policy spec key; known: {sorted(_SPEC_KEYS)}")
     full = {**DEFAULT_SPEC, **spec}

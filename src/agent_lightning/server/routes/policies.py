@@ -83,8 +83,14 @@ def create_policy(
     if body.spec:
         from agent_lightning.learning import LearningError, make_policy
 
+        spec = dict(body.spec)
+        if "variants" in spec:
+            _check_variants(spec["variants"])
+            # Prompt variants have no descriptions a message could be compared with: start
+            # uniform and learn from rewards, unless the spec says otherwise.
+            spec.setdefault("warm_start", "none")
         try:
-            artifact = make_policy(body.spec).to_bytes()
+            artifact = make_policy(spec).to_bytes()
         except (LearningError, ValueError, TypeError) as exc:
             raise APIError(422, "invalid_spec", f"spec: {exc}") from None
     row = state.store.create_policy(
@@ -122,6 +128,25 @@ def create_policy(
         row = state.store.get_policy(principal.app_id, body.name)
     state.decisions.invalidate(principal.app_id)
     return serializers.policy(row)
+
+
+def _check_variants(raw: Any) -> None:
+    """The gateway's prompt variants, refused here rather than ignored when a call comes."""
+    from agent_lightning.gateway.policy import Variant
+
+    if not isinstance(raw, list) or not raw:
+        raise APIError(422, "invalid_spec", "spec: variants: must be a non-empty list")
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        try:
+            variant = Variant.parse(item)
+        except ValueError as exc:
+            raise APIError(422, "invalid_spec", f"spec: variants[{index}]: {exc}") from None
+        if variant.id in seen:
+            raise APIError(
+                422, "invalid_spec", f"spec: variants[{index}]: id {variant.id!r} appears twice"
+            )
+        seen.add(variant.id)
 
 
 @router.get("/policies/{name}", summary="One policy")
