@@ -73,6 +73,32 @@ def test_pii_is_redacted_before_it_is_stored(pipeline: DataIngestionPipeline) ->
     assert result.pii_counts["PHONE"] == 1
 
 
+def test_pii_in_action_descriptions_and_dict_keys_is_redacted_too(
+    pipeline: DataIngestionPipeline,
+) -> None:
+    callback = "call the customer back on +1 415-555-2671 or mail john.smith@example.com"
+    decisions = [
+        _decision(
+            id=f"d{i}",
+            actions=[{"id": "card_lost", "description": callback}, {"id": "refund"}],
+            context={"text": "lost card", "features": {"email=john.smith@example.com": 1.0}},
+            attributes={"contacts": {"john.smith@example.com": "primary"}},
+        )
+        for i in range(2)  # the second meets the descriptions already scanned
+    ]
+    result = pipeline.ingest_decisions("acme", decisions)
+    assert not result.rejected
+    for i in range(2):
+        row = pipeline.store.get_record("decisions", "acme", f"d{i}")
+        assert [a["id"] for a in row.actions] == ["card_lost", "refund"]  # ids untouched
+        stored = f"{row.actions} {row.context} {row.attributes}"
+        assert "john.smith" not in stored and "555-2671" not in stored
+        assert row.actions[0]["description"] == "call the customer back on <PHONE> or mail <EMAIL>"
+        assert row.context["features"] == {"email=<EMAIL>": 1.0}
+        assert row.pii_counts == {"PHONE": 1, "EMAIL": 3}
+    assert result.pii_counts == {"PHONE": 2, "EMAIL": 6}
+
+
 def test_client_ids_make_retries_idempotent_and_reuse_with_other_content_conflicts(
     pipeline: DataIngestionPipeline,
 ) -> None:

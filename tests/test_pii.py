@@ -362,7 +362,8 @@ def test_redact_value_nested_without_mutating_input() -> None:
         "user": {"email": "bob@example.com", "age": 42, "tags": ["ok", "call 555-123-4567"]},
         "cards": ("4111 1111 1111 1111", None, 3.5, True),
         "pair": Pair("10.0.0.1", "nothing here"),
-        "bob@example.com": "keys are kept as they are",
+        "bob@example.com": "keys are personal data too",
+        "ann@example.com": "and two that redact alike keep both values",
     }
     before = copy.deepcopy(value)
     redacted, counts = R.redact_value(value)
@@ -370,8 +371,10 @@ def test_redact_value_nested_without_mutating_input() -> None:
     assert redacted["user"] == {"email": "<EMAIL>", "age": 42, "tags": ["ok", "call <PHONE>"]}
     assert redacted["cards"] == ("<CREDIT_CARD>", None, 3.5, True)
     assert isinstance(redacted["pair"], Pair) and redacted["pair"].left == "<IP_ADDRESS>"
-    assert redacted["bob@example.com"] == "keys are kept as they are"
-    assert counts == {"EMAIL": 1, "PHONE": 1, "CREDIT_CARD": 1, "IP_ADDRESS": 1}
+    assert redacted["<EMAIL>"] == "keys are personal data too"
+    assert redacted["<EMAIL>#2"] == "and two that redact alike keep both values"
+    assert not any("@" in key for key in redacted)
+    assert counts == {"EMAIL": 3, "PHONE": 1, "CREDIT_CARD": 1, "IP_ADDRESS": 1}
     assert redacted["user"] is not value["user"]
 
 

@@ -107,6 +107,9 @@ class DataIngestionPipeline:
         self.max_batch = max_batch
         # Observability hook: (kind, app_id, created, pii_counts); never sees record contents.
         self.on_ingest = on_ingest
+        # Action descriptions recur with every decision of a decision point: remember the ones
+        # with nothing to redact, so each is scanned once (bounded, cleared when full).
+        self._clean_descriptions: set[str] = set()
 
     # -- public entry points --------------------------------------------------------------------
 
@@ -224,7 +227,10 @@ class DataIngestionPipeline:
                 row["id"] = new_id()
                 row["content_hash"] = ""
                 generated.add(row["id"])
-            rows.append(self._redact_row(self.redactor, kind, row, result.pii_counts))
+            found: dict[str, int] = {}
+            if kind == "decisions" and row.get("actions"):
+                row["actions"] = self._redact_actions(row["actions"], found)
+            rows.append(self._redact_row(self.redactor, kind, row, result.pii_counts, found))
             indexes.append(index)
         if rows:
             outcomes = self.store.insert_records(kind, app_id, rows, generated_ids=generated)
@@ -247,11 +253,35 @@ class DataIngestionPipeline:
             self.on_ingest(kind, app_id, created, result.pii_counts)
         return result
 
+    def _redact_actions(
+        self, actions: list[dict[str, Any]], found: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """Actions with their descriptions redacted (ids stay: the decision refers to them)."""
+        out = []
+        for action in actions:
+            description = action.get("description")
+            if description and description not in self._clean_descriptions:
+                redacted, counts = self.redactor.redact_value(description)
+                if counts:
+                    action = {**action, "description": redacted}
+                    for name, n in counts.items():
+                        found[name] = found.get(name, 0) + n
+                else:
+                    if len(self._clean_descriptions) >= 50_000:
+                        self._clean_descriptions.clear()
+                    self._clean_descriptions.add(description)
+            out.append(action)
+        return out
+
     @staticmethod
     def _redact_row(
-        redactor: Redactor, kind: str, row: dict[str, Any], totals: dict[str, int]
+        redactor: Redactor,
+        kind: str,
+        row: dict[str, Any],
+        totals: dict[str, int],
+        found: dict[str, int] | None = None,
     ) -> dict[str, Any]:
-        counts_for_row: dict[str, int] = {}
+        counts_for_row: dict[str, int] = dict(found or {})
         for key in ("text", "context", "attributes"):
             if row.get(key):
                 row[key], counts = redactor.redact_value(row[key])

@@ -1038,6 +1038,9 @@ class PIIRedactor:
             chosen = [d for d in chosen if not getattr(d, "types", None) or wanted & d.types]
         self._detectors: tuple[Detector, ...] = tuple(chosen)
         self._types = wanted
+        # Dict keys repeat from record to record ("text", feature names): remember the clean
+        # ones, so redacting keys costs a lookup. A cache, not state: redaction is unchanged.
+        self._clean_keys: set[str] = set()
 
     @property
     def detectors(self) -> tuple[Detector, ...]:
@@ -1081,8 +1084,10 @@ class PIIRedactor:
     def redact_value(self, value: Any) -> tuple[Any, dict[str, int]]:
         """Redact every string inside a JSON-like value (dict/list/tuple nesting).
 
-        Returns a new object and summed counts; the input is never mutated. Dict keys and
-        non-string scalars (numbers, bools, None) are kept as they are.
+        Returns a new object and summed counts; the input is never mutated. String dict keys
+        are redacted too (`{"john@example.com": "primary"}` is personal data as well); two keys
+        that redact alike keep both values (`<EMAIL>`, `<EMAIL>#2`). Non-string scalars
+        (numbers, bools, None) are kept as they are.
         """
         counts: dict[str, int] = {}
         return self._walk(value, counts), counts
@@ -1094,7 +1099,12 @@ class PIIRedactor:
                 counts[k] = counts.get(k, 0) + v
             return result.text
         if isinstance(value, dict):
-            return {k: self._walk(v, counts) for k, v in value.items()}
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                if isinstance(key, str) and key not in self._clean_keys:
+                    key = self._redact_key(key, out, counts)
+                out[key] = self._walk(item, counts)
+            return out
         if isinstance(value, list):
             return [self._walk(v, counts) for v in value]
         if isinstance(value, tuple):
@@ -1103,6 +1113,20 @@ class PIIRedactor:
                 return type(value)(*items)
             return tuple(items)
         return value
+
+    def _redact_key(self, key: str, taken: dict[Any, Any], counts: dict[str, int]) -> str:
+        result = self.redact(key)
+        if not result.counts:
+            if len(self._clean_keys) >= 50_000:  # bounded: free-form keys would grow it forever
+                self._clean_keys.clear()
+            self._clean_keys.add(key)
+            return key
+        for k, v in result.counts.items():
+            counts[k] = counts.get(k, 0) + v
+        redacted, n = result.text, 2
+        while redacted in taken:
+            redacted, n = f"{result.text}#{n}", n + 1
+        return redacted
 
 
 @functools.cache
