@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from agent_lightning.config import Settings
+from agent_lightning.security.audit import AuditLog
 from agent_lightning.store import Store
 from tests.conftest import Api, make_api
 
@@ -107,6 +108,39 @@ def test_erasure_removes_a_user_everywhere_and_is_audited(api: Api) -> None:
     assert any(e["action"] == "user.erase" and e["target_id"] == "u1" for e in audit)
 
 
+def test_erasure_takes_the_users_sessions_but_not_a_shared_one(api: Api) -> None:
+    agent, admin = api.auth("acme", ("Agent",)), api.auth("acme")
+
+    def post(kind: str, **record) -> dict:
+        response = api.client.post(f"/v1/{kind}", json=record, headers=agent)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    # u9's conversation: only its first event names the user.
+    post("events", text="hello, I am u9", user_id="u9", session_id="s-u9")
+    post("events", text="my diagnosis is X", session_id="s-u9")
+    d = post("decisions", actions=[{"id": "a"}], session_id="s-u9", context={"text": "X"})
+    post("rewards", decision_id=d["decision_id"], value=1)
+    post("rewards", session_id="s-u9", value=1, attributes={"note": "user said X"})
+    # A shared session: u9 and u10 both wrote in it, and one anonymous record.
+    post("events", text="u9 in the group", user_id="u9", session_id="s-group")
+    post("events", text="u10 in the group", user_id="u10", session_id="s-group")
+    post("events", text="anonymous in the group", session_id="s-group")
+    post("events", text="someone else entirely", session_id="s-other")
+
+    removed = api.client.delete("/v1/users/u9", headers=admin).json()["removed"]
+    assert (removed["sessions"], removed["shared_sessions_kept"]) == (1, 1)
+    assert (removed["events"], removed["decisions"], removed["rewards"]) == (3, 1, 2)
+    left = api.client.get("/v1/events", headers=admin).json()["items"]
+    assert sorted(e["text"] for e in left) == [
+        "anonymous in the group",
+        "someone else entirely",
+        "u10 in the group",
+    ]
+    assert api.store.count_records("rewards", "acme") == 0
+    assert api.store.count_records("decisions", "acme") == 0
+
+
 def test_retention_rules_apply_and_are_audited(api: Api) -> None:
     admin = api.auth("acme")
     agent = api.auth("acme", ("Agent",))
@@ -136,6 +170,24 @@ def test_retention_rules_apply_and_are_audited(api: Api) -> None:
     assert [e["id"] for e in api.client.get("/v1/events", headers=admin).json()["items"]] == ["e2"]
     actions = [e["action"] for e in api.client.get("/v1/audit", headers=admin).json()["items"]]
     assert "retention.set" in actions and "retention.apply" in actions
+
+
+def test_retention_counts_the_new_rewards_an_old_decision_takes_with_it(api: Api) -> None:
+    agent, admin = api.auth("acme", ("Agent",)), api.auth("acme")
+    d = api.client.post("/v1/decisions", json={"actions": [{"id": "a"}]}, headers=agent).json()
+    api.client.post(
+        "/v1/rewards", json={"decision_id": d["decision_id"], "value": 1}, headers=agent
+    )
+    with api.store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE decisions SET created_at = :old WHERE id = :id"),
+            {"old": datetime.now(UTC) - timedelta(days=400), "id": d["decision_id"]},
+        )
+    removed = api.client.post("/v1/retention/apply", headers=admin).json()["removed"]
+    assert (removed["decisions"], removed["rewards"]) == (1, 1)  # the reward was 0 before
+    assert api.store.count_records("rewards", "acme") == 0
+    (entry,) = [e for e in AuditLog(api.store).entries("acme") if e.action == "retention.apply"]
+    assert entry.after["rewards"] == 1
 
 
 def test_connector_secrets_are_encrypted_and_never_returned(api: Api) -> None:

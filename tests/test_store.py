@@ -202,6 +202,25 @@ def test_a_correction_labels_only_decisions_that_offered_its_action(store: Store
     }
 
 
+def test_erasing_a_user_takes_their_sessions_on_both_databases(store: Store) -> None:
+    store.ensure_app("acme")
+    events = [
+        _event(1, user_id="u9", session_id="mine"),
+        _event(2, session_id="mine"),  # anonymous follow-up: part of u9's conversation
+        _event(3, user_id="u9", session_id="shared"),
+        _event(4, user_id="u10", session_id="shared"),
+        _event(5, session_id="shared"),
+    ]
+    store.insert_records("events", "acme", events)
+    store.insert_records("decisions", "acme", [_decision(1, session_id="mine")])
+    store.insert_records("rewards", "acme", [_reward(1, "d1", 1.0)])
+    removed = store.delete_user("acme", "u9")
+    assert removed["events"] == 3 and removed["decisions"] == 1 and removed["rewards"] == 1
+    assert (removed["sessions"], removed["shared_sessions_kept"]) == (1, 1)
+    left = store.list_records("events", "acme").items
+    assert sorted(e.id for e in left) == ["e4", "e5"]
+
+
 def test_app_settings_are_validated(store: Store) -> None:
     store.ensure_app("acme")
     with pytest.raises(ValueError, match="reward_aggregation"):
@@ -347,7 +366,7 @@ def test_compact_gives_deleted_rows_space_back(store: Store) -> None:
             [_event(i, text=f"{i} " + "x" * 4000) for i in range(start, start + 500)],
         )
     removed = store.delete_older_than("acme", "events", datetime.now(UTC) + timedelta(days=1))
-    assert removed == 1500
+    assert removed == {"events": 1500}
     report = store.compact()
     assert report.dialect == store.dialect
     assert report.before_bytes is not None and report.after_bytes is not None

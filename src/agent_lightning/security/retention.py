@@ -76,10 +76,13 @@ def apply(store: Store, audit: AuditLog, actor: Actor, app_ids: list[str] | None
     report: dict[str, dict[str, int]] = {}
     for app_id in app_ids or [a.id for a in store.list_apps()]:
         removed: dict[str, int] = {}
-        # Rewards first, then decisions (rewards hang off decisions), then events.
+        # Rewards first, then decisions (rewards hang off decisions: an old decision's newer
+        # rewards go with it, and are counted), then events.
         days = rules(store, app_id)
         for kind in ("rewards", "decisions", "events", "spans"):
-            removed[kind] = store.delete_older_than(app_id, kind, now - timedelta(days=days[kind]))
+            cutoff = now - timedelta(days=days[kind])
+            for gone, n in store.delete_older_than(app_id, kind, cutoff).items():
+                removed[gone] = removed.get(gone, 0) + n
         pruned = store.prune_policy_artifacts(
             app_id,
             now - timedelta(days=days["policy_versions"]),

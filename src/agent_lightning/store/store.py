@@ -794,44 +794,94 @@ class Store:
     # -- erasure and retention ------------------------------------------------------------------
 
     def delete_user(self, app_id: str, user_id: str) -> dict[str, int]:
-        """Right to erasure: remove every record of one user of one app."""
-        counts: dict[str, int] = {}
+        """Right to erasure: every record of one user of one app, and of their sessions.
+
+        A conversation is the user's even where a record of it names no user (a follow-up
+        event, a reward for the whole session, a gateway call that sent only a session id),
+        so the sessions the user's records name go whole. A session that also holds another
+        user's records is shared: there only this user's own records go, and the answer counts
+        it under `shared_sessions_kept`.
+        """
+        extra = _extra_tables(lambda t: "user_id" in t.c and "session_id" in t.c)
         with self.session() as s:
-            decision_ids = list(
-                s.scalars(
-                    select(Decision.id).where(
-                        Decision.app_id == app_id, Decision.user_id == user_id
+            tables = [m.__table__ for m in (Event, Decision, Reward)] + extra
+            sessions: set[str] = set()
+            for table in tables:
+                sessions.update(
+                    s.scalars(
+                        select(table.c.session_id).where(
+                            table.c.app_id == app_id,
+                            table.c.user_id == user_id,
+                            table.c.session_id.is_not(None),
+                        )
                     )
                 )
-            )
-            removed_rewards = 0
-            for chunk in _chunks(decision_ids, 500):
-                removed_rewards += s.execute(
-                    delete(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(chunk))
-                ).rowcount
-            removed_rewards += s.execute(
-                delete(Reward).where(Reward.app_id == app_id, Reward.user_id == user_id)
-            ).rowcount
-            counts["rewards"] = int(removed_rewards)
-            counts["decisions"] = int(
-                s.execute(
-                    delete(Decision).where(Decision.app_id == app_id, Decision.user_id == user_id)
-                ).rowcount
-            )
-            counts["events"] = int(
-                s.execute(
-                    delete(Event).where(Event.app_id == app_id, Event.user_id == user_id)
-                ).rowcount
-            )
+            shared: set[str] = set()
+            for chunk in _chunks(sorted(sessions), 500):
+                for table in tables:
+                    shared.update(
+                        s.scalars(
+                            select(table.c.session_id).where(
+                                table.c.app_id == app_id,
+                                table.c.session_id.in_(chunk),
+                                table.c.user_id.is_not(None),
+                                table.c.user_id != user_id,
+                            )
+                        )
+                    )
+            whole = sorted(sessions - shared)
+
+            def mine(table: Any, chunk: Sequence[str]) -> Any:
+                return (table.c.app_id == app_id) & (
+                    (table.c.user_id == user_id) | table.c.session_id.in_(chunk)
+                )
+
+            # The same condition chunk by chunk (a first pass with no sessions if there are
+            # none); a row matched twice is deleted once, so the counts stay exact.
+            chunks = list(_chunks(whole, 500)) or [[]]
+            counts: dict[str, int] = {"rewards": 0, "decisions": 0, "events": 0}
+            for chunk in chunks:
+                decision_ids = list(
+                    s.scalars(select(Decision.id).where(mine(Decision.__table__, chunk)))
+                )
+                for ids in _chunks(decision_ids, 500):
+                    counts["rewards"] += int(
+                        s.execute(
+                            delete(Reward).where(
+                                Reward.app_id == app_id, Reward.decision_id.in_(ids)
+                            )
+                        ).rowcount
+                        or 0
+                    )
+                for name, model in (
+                    ("rewards", Reward),
+                    ("decisions", Decision),
+                    ("events", Event),
+                ):
+                    counts[name] += int(
+                        s.execute(delete(model).where(mine(model.__table__, chunk))).rowcount or 0
+                    )
             # Tables added by other components (gateway spans, traces) that hold a user_id.
             for table in _extra_tables(lambda t: "user_id" in t.c):
-                removed = s.execute(
-                    table.delete().where(table.c.app_id == app_id, table.c.user_id == user_id)
-                ).rowcount
-                counts[table.name] = int(removed or 0)
+                removed = 0
+                for chunk in chunks:
+                    where = (
+                        mine(table, chunk)
+                        if "session_id" in table.c
+                        else (table.c.app_id == app_id) & (table.c.user_id == user_id)
+                    )
+                    removed += int(s.execute(table.delete().where(where)).rowcount or 0)
+                counts[table.name] = removed
+            counts["sessions"] = len(whole)
+            counts["shared_sessions_kept"] = len(shared)
         return counts
 
-    def delete_older_than(self, app_id: str, kind: str, cutoff: datetime) -> int:
+    def delete_older_than(self, app_id: str, kind: str, cutoff: datetime) -> dict[str, int]:
+        """Delete `kind` records created before `cutoff`; rows removed, per kind.
+
+        Old decisions take their rewards with them (however new those are), so the answer
+        for `decisions` also counts `rewards`: a retention report must say what went.
+        """
         if kind == "spans":  # every component's span table (gateway calls, ingested traces)
             removed = 0
             with self.session() as s:
@@ -844,21 +894,26 @@ class Store:
                         ).rowcount
                         or 0
                     )
-            return removed
+            return {"spans": removed}
         model = RECORD_KINDS[kind]
+        counts: dict[str, int] = {}
         with self.session() as s:
             if kind == "decisions":
                 # Rewards hang off decisions; the FK cascade does it on PostgreSQL, do it here too.
                 old = select(Decision.id).where(
                     Decision.app_id == app_id, Decision.created_at < cutoff
                 )
-                s.execute(
-                    delete(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(old))
+                counts["rewards"] = int(
+                    s.execute(
+                        delete(Reward).where(Reward.app_id == app_id, Reward.decision_id.in_(old))
+                    ).rowcount
+                    or 0
                 )
             result = s.execute(
                 delete(model).where(model.app_id == app_id, model.created_at < cutoff)
             )
-            return int(result.rowcount or 0)
+            counts[kind] = int(result.rowcount or 0)
+        return counts
 
 
 def artifact_pruned_message(name: str, version: int, pruned_at: datetime) -> str:
