@@ -428,7 +428,7 @@ def erase_user(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Right to erasure: delete every event, decision and reward of one user (audited)."""
+    """Right to erasure: delete every record of one user and their sessions (audited)."""
     from agent_lightning.security import retention
     from agent_lightning.security.audit import AuditLog
 
