@@ -115,3 +115,50 @@ def test_cli_audit_verify_and_export(sqlite_url: str, tmp_path) -> None:
     assert broken.exit_code == 2
     assert "entry 4" in broken.output
     store.close()
+
+
+def test_a_cut_tail_passes_alone_but_not_against_a_recorded_head(store: Store) -> None:
+    audit = _fill(store)
+    first = audit.verify()
+    assert (first.head_seq, len(first.head_hash or "")) == (5, 64)
+    head = (first.head_seq, first.head_hash[:16])
+    assert audit.verify(head=head).ok
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq >= 4"))  # hide the last actions
+    assert audit.verify().ok  # a shorter chain is still a chain
+    cut = audit.verify(head=head)
+    assert not cut.ok and cut.broken_seq == 5
+    assert "entry 5, recorded as the head, is gone: the log was cut after entry 3" in cut.message
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log"))
+    assert "the log was emptied" in audit.verify(head=head).message
+
+
+def test_a_rewritten_head_is_caught(store: Store) -> None:
+    audit = _fill(store)
+    head = audit.verify()
+    # Rebuild entry 5 with other content and a hash that fits the chain (no key prevents it).
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
+    audit.record(Actor("mallory"), "policy.set_live", "policy", "p4", after={"live_version": 1})
+    assert audit.verify().ok
+    rewritten = audit.verify(head=(5, head.head_hash or ""))
+    assert not rewritten.ok and "its hash differs" in rewritten.message
+
+
+def test_cli_prints_the_head_and_checks_one(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    _fill(store)
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["audit", "verify", "--database-url", sqlite_url])
+    head = ok.output.split("head: ", 1)[1].split()[0]
+    assert ok.exit_code == 0 and head.startswith("5:")
+    again = runner.invoke(cli, ["audit", "verify", "--head", head, "--database-url", sqlite_url])
+    assert again.exit_code == 0, again.output
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
+    cut = runner.invoke(cli, ["audit", "verify", "--head", head, "--database-url", sqlite_url])
+    assert cut.exit_code == 2 and "cut after entry 4" in cut.output
+    bad = runner.invoke(cli, ["audit", "verify", "--head", "5:xyz", "--database-url", sqlite_url])
+    assert bad.exit_code == 1 and "--head must be SEQ:HASH" in bad.output
+    store.close()

@@ -332,15 +332,39 @@ def events_tail(
 
 
 @audit_app.command("verify")
-def audit_verify(database_url: DatabaseUrl = None) -> None:
-    """Check the hash chain; names the first edited, deleted or reordered entry."""
+def audit_verify(
+    head: Annotated[
+        str | None,
+        typer.Option(
+            help="A head printed by an earlier run, SEQ:HASH. That entry must still be there "
+            "unchanged: this is what detects entries cut from the end."
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Check the hash chain; names the first edited, deleted or reordered entry.
+
+    Prints the head (last entry and its hash). Keep it somewhere else (a ticket, a log
+    shipper); `--head` later proves that nothing was cut from the end of the log since.
+    """
     from agent_lightning.security.audit import AuditLog
 
-    result = AuditLog(_store(database_url)).verify()
+    recorded = None
+    if head is not None:
+        seq, _, digest = head.partition(":")
+        if not seq.isdigit() or len(digest) < 12 or not all(c in HEX for c in digest.lower()):
+            raise fail("--head must be SEQ:HASH, e.g. 1234:9f86d081884c7d65 (12+ hex digits)")
+        recorded = (int(seq), digest)
+    result = AuditLog(_store(database_url)).verify(head=recorded)
     if result.ok:
         console.print(f"[green]ok[/] {result.message}")
+        if result.head_seq is not None:
+            console.print(f"head: {result.head_seq}:{result.head_hash}")
         return
     raise fail(f"audit log is broken at entry {result.broken_seq}: {result.message}", 2)
+
+
+HEX = frozenset("0123456789abcdef")
 
 
 @audit_app.command("export")

@@ -153,11 +153,19 @@ class AuditLog:
             yield from chunk
             after = chunk[-1].seq
 
-    def verify(self) -> VerifyResult:
-        """Walk the whole chain; report the first entry that was edited, removed or moved."""
+    def verify(self, head: tuple[int, str] | None = None) -> VerifyResult:
+        """Walk the whole chain; report the first entry that was edited, removed or moved.
+
+        A chain cut at its end (or emptied) is still a valid chain: only a head recorded
+        earlier, outside the database, shows it. `head` is such a record, `(seq, hash or a
+        prefix of at least 12 hex digits)`; that entry must still be there, unchanged.
+        """
+        if head is not None and (head[0] < 1 or len(head[1]) < 12):
+            raise ValueError("a recorded head is (seq >= 1, at least 12 hex digits of its hash)")
         previous_hash = GENESIS
         expected_seq = 1
         count = 0
+        recorded: AuditEntry | None = None
         for entry in self.iter_all():
             count += 1
             if entry.seq != expected_seq:
@@ -185,7 +193,24 @@ class AuditLog:
                 )
             previous_hash = entry.hash
             expected_seq += 1
-        return VerifyResult(True, count, None, f"{count} entries verified; the chain is intact")
+            if head is not None and entry.seq == head[0]:
+                recorded = entry
+        last = expected_seq - 1
+        head_seq, head_hash = (last, previous_hash) if last else (None, None)
+        problem = None
+        if head is not None and recorded is None:
+            cut = f"was cut after entry {last}" if last else "was emptied"
+            problem = f"entry {head[0]}, recorded as the head, is gone: the log {cut}"
+        elif head is not None and recorded is not None:
+            if not recorded.hash.startswith(head[1].lower()):
+                problem = (
+                    f"entry {head[0]} is not the head that was recorded (its hash differs): "
+                    "the log was rewritten from there"
+                )
+        if problem is not None:
+            return VerifyResult(False, count, head[0], problem, head_seq, head_hash)
+        message = f"{count} entries verified; the chain is intact"
+        return VerifyResult(True, count, None, message, head_seq, head_hash)
 
 
 @dataclass(frozen=True)
@@ -194,6 +219,8 @@ class VerifyResult:
     checked: int
     broken_seq: int | None
     message: str
+    head_seq: int | None = None  # the last entry walked: record it to detect a cut later
+    head_hash: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +228,8 @@ class VerifyResult:
             "checked": self.checked,
             "broken_seq": self.broken_seq,
             "message": self.message,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
         }
 
 
