@@ -68,8 +68,20 @@ def create_client(
     return NewClient(client_id, secret, app_id, [r.value for r in parsed])
 
 
-def revoke_client(store: Store, audit: AuditLog, app_id: str, client_id: str, actor: Actor) -> None:
+def revoke_client(
+    store: Store, audit: AuditLog, app_id: str, client_id: str, actor: Actor
+) -> list[str]:
+    """Revoke a client and every API key it owns; returns the ids of the keys revoked now.
+
+    A key the client minted for itself must not outlive it, or a compromised client could keep
+    its access by making one before it is revoked. Revoking again sweeps keys left over.
+    """
     client = store.revoke_client(app_id, client_id)
+    keys = [
+        k.id for k in store.list_api_keys(app_id) if k.owner == client_id and k.revoked_at is None
+    ]
+    for key_id in keys:
+        store.revoke_api_key(app_id, key_id)
     audit.record(
         actor,
         "client.revoke",
@@ -77,8 +89,19 @@ def revoke_client(store: Store, audit: AuditLog, app_id: str, client_id: str, ac
         client_id,
         app_id=app_id,
         before={"revoked": False},
-        after={"revoked": True, "roles": list(client.roles)},
+        after={"revoked": True, "roles": list(client.roles), "api_keys_revoked": keys},
     )
+    for key_id in keys:
+        audit.record(
+            actor,
+            "api_key.revoke",
+            "api_key",
+            key_id,
+            app_id=app_id,
+            before={"revoked": False},
+            after={"revoked": True, "owner": client_id, "reason": "owner client revoked"},
+        )
+    return keys
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,16 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from agent_lightning.security.principal import Principal
 from agent_lightning.security.rbac import Role, roles_from_claims
 from agent_lightning.server.errors import APIError
+
+if TYPE_CHECKING:
+    from agent_lightning.store import ApiKey, Store
 
 
 def _unauthorized(message: str, code: str = "unauthorized") -> APIError:
@@ -79,16 +83,16 @@ def authenticate(request: Request) -> Principal:
     remote = _client_address(request)
 
     if credential.startswith("aglk_"):
+        parsed = parse_api_key(credential)
+        key = state.store.get_api_key(parsed[0]) if parsed else None
+        # Revocation (of the key or of its owner) is checked on every request, cache hit or not:
+        # the cache only saves the slow KDF, and it cannot see a revocation made by the CLI.
+        if key is None or key.revoked_at is not None or _owner_revoked(state.store, key):
+            raise _unauthorized("the API key is not valid or has been revoked", "invalid_token")
         cached = state.api_key_cache.get(credential)
         if cached is not None:
             return cached
-        parsed = parse_api_key(credential)
-        key = state.store.get_api_key(parsed[0]) if parsed else None
-        if (
-            key is None
-            or key.revoked_at is not None
-            or not verify_secret(parsed[1], key.secret_hash)
-        ):
+        if not verify_secret(parsed[1], key.secret_hash):
             raise _unauthorized("the API key is not valid or has been revoked", "invalid_token")
         principal = Principal(
             key.owner, key.app_id, tuple(Role(r) for r in key.roles), "api_key", key.id, remote
@@ -104,7 +108,32 @@ def authenticate(request: Request) -> Principal:
         if client is None or client.revoked_at is not None:
             raise _unauthorized("this client has been revoked", "invalid_token")
     roles = roles_from_claims(list(claims.roles))
-    return Principal(claims.subject, claims.app, roles, kind, claims.token_id, remote)
+    # Kept so a long-lived response (the SSE stream) can end when the token does.
+    extra = {"expires_at": claims.expires_at.timestamp()}
+    return Principal(claims.subject, claims.app, roles, kind, claims.token_id, remote, extra)
+
+
+def _owner_revoked(store: Store, key: ApiKey) -> bool:
+    """A key a client made for itself dies with that client (an owner may also be an OIDC user,
+    who is not a client: only a revoked client of the key's own app counts)."""
+    owner = store.get_client(key.owner)
+    return owner is not None and owner.app_id == key.app_id and owner.revoked_at is not None
+
+
+def credentials_still_valid(state: Any, principal: Principal) -> bool:
+    """Recheck what `authenticate` checked, for a response that outlives its request (SSE):
+    the token has not expired, and the client or API key (and the key's owner) is not revoked."""
+    expires_at = principal.extra.get("expires_at")
+    if expires_at is not None and time.time() >= expires_at:
+        return False
+    store = state.store
+    if principal.kind == "client":
+        client = store.get_client(principal.subject)
+        return client is not None and client.revoked_at is None
+    if principal.kind == "api_key":
+        key = store.get_api_key(principal.token_id) if principal.token_id else None
+        return key is not None and key.revoked_at is None and not _owner_revoked(store, key)
+    return True
 
 
 def _verify_bearer(state, credential: str):  # noqa: ANN001, ANN202

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 from typing import Any
 
@@ -41,6 +42,10 @@ def _dummy_hash() -> str:
     from agent_lightning.security.passwords import generate_secret, hash_secret
 
     return hash_secret(generate_secret())
+
+
+def _unknown_client(client_id: str) -> str:
+    return "unknown:" + hashlib.sha256(client_id.encode()).hexdigest()[:12]
 
 
 @router.post("/oauth/token", tags=["auth"], summary="OAuth2 client credentials → access token")
@@ -82,11 +87,14 @@ def token(
     secret_ok = verify_secret(client_secret, client.secret_hash if client else _dummy_hash())
     ok = client is not None and client.revoked_at is None and secret_ok
     if not ok:
+        # The audit log is permanent, and a client_id that names no client is often a secret
+        # typed into the wrong field: keep only a short hash of it, never the value.
+        who = client.id if client else _unknown_client(client_id)
         state.audit.record(
-            Actor(client_id[:200], "client", None, remote),
+            Actor(who, "client", None, remote),
             "auth.token_denied",
             "client",
-            client_id[:200],
+            who,
             app_id=client.app_id if client else None,
             outcome="denied",
         )
@@ -181,8 +189,12 @@ def revoke_client(
     request: Request, client_id: str, principal: Principal = Depends(current_principal)
 ):
     state = _state(request)
-    identities.revoke_client(state.store, state.audit, principal.app_id, client_id, principal.actor)
-    return {"client_id": client_id, "revoked": True}
+    keys = identities.revoke_client(
+        state.store, state.audit, principal.app_id, client_id, principal.actor
+    )
+    for key_id in keys:
+        state.api_key_cache.forget_key_id(key_id)
+    return {"client_id": client_id, "revoked": True, "api_keys_revoked": keys}
 
 
 class ApiKeyCreate(BaseModel):

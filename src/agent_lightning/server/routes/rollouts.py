@@ -30,7 +30,7 @@ from agent_lightning.publisher.bundle import BundleError
 from agent_lightning.publisher.rollouts import RolloutError, rollout_json
 from agent_lightning.publisher.service import Publisher, install_publisher
 from agent_lightning.server import serializers
-from agent_lightning.server.auth import Principal, current_principal
+from agent_lightning.server.auth import Principal, credentials_still_valid, current_principal
 from agent_lightning.server.errors import APIError
 from agent_lightning.store import NotFound
 
@@ -39,6 +39,9 @@ router = APIRouter(tags=["rollouts"])
 PolicyName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$")]
 Reason = Annotated[str, Field(max_length=2000)]
 STREAM_KEEPALIVE_SECONDS = 15.0
+# How often an open stream rechecks its caller's credentials (revoked? expired?): a few database
+# lookups, so not on every 0.2 s tick.
+STREAM_RECHECK_SECONDS = 5.0
 Metric = Literal["mean_reward", "resolution_rate", "escalation_rate", "error_rate", "latency_p99"]
 
 
@@ -404,7 +407,7 @@ async def runtime_stream(
         sent_etag = None
         last_write = time.monotonic()
         seen = publisher.changes.count(app_id)
-        last_read = time.monotonic()
+        last_read = last_check = time.monotonic()
         while True:
             if manifest is not None:
                 etag = distribution.manifest_etag(manifest)
@@ -418,6 +421,17 @@ async def runtime_stream(
             await asyncio.sleep(0.2)
             if await request.is_disconnected():
                 return
+            # Auth ran once, before the stream; a revoked client or key, or an expired token,
+            # must not keep receiving. The runtime reconnects, and signs in again, on its own.
+            if time.monotonic() - last_check >= STREAM_RECHECK_SECONDS:
+                last_check = time.monotonic()
+                try:
+                    valid = await run_in_threadpool(credentials_still_valid, state, principal)
+                except Exception:  # noqa: BLE001 - cannot tell: fail closed, the caller reconnects
+                    valid = False
+                if not valid:
+                    yield 'event: error\ndata: {"error": "credentials revoked or expired"}\n\n'
+                    return
             count = publisher.changes.count(app_id)
             if count == seen and time.monotonic() - last_read < poll:
                 manifest = None  # nothing new to compare
