@@ -6,8 +6,9 @@ call, and an append to the span queue. Everything slow (redaction, storage, toke
 lookups on a cache miss) happens in threads or in the background writer.
 
 Sessions: `X-AGL-Session: <id>` header, else a `/s/<id>/v1/...` path prefix (for clients that
-cannot set headers), else the request's `user` field. The answer carries `X-AGL-Span-Id`, and
-`X-AGL-Decision-Id` / `X-AGL-Variant` when a policy chose a prompt variant.
+cannot set headers), else the request's `user` field; control characters are removed from the id,
+and the answer echoes it in `X-AGL-Session`, percent-encoded beyond printable ASCII. The answer
+carries `X-AGL-Span-Id`, and `X-AGL-Decision-Id` / `X-AGL-Variant` when a policy chose a variant.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
+import re
 import sys
 import time
 import uuid
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 import aiohttp
 
 from agent_lightning.gateway.auth import GatewayAuthenticator
-from agent_lightning.gateway.capture import SpanRecord, SpanWriter
+from agent_lightning.gateway.capture import SpanRecord, SpanWriter, parse_json
 from agent_lightning.gateway.config import RoutePlan, Router, RuntimeConfig, Target
 from agent_lightning.gateway.errors import GatewayError, UpstreamFailure, error_json, sse_error
 from agent_lightning.gateway.policy import Choice, PolicyApplier
@@ -52,6 +55,11 @@ SWITCH_INTERVAL = 0.001
 
 _JSON = (b"content-type", b"application/json")
 _perf = time.perf_counter
+# Control characters (C0, DEL, C1) in a session or user id: never meant, and a header cannot
+# carry them (echoing one made the server drop the answer the upstream had already billed).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# What an echoed id keeps as it is: printable ASCII but `%`, so `unquote` gives the id back.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 # Span ids need to be unique and time-ordered (like `store.new_id`), not unguessable: a seeded
@@ -143,9 +151,7 @@ class Gateway:
         path = scope["path"]
         session_id: str | None = None
         if path.startswith("/s/"):
-            session, _, rest = path[3:].partition("/")
-            session_id = unquote(session)[:MAX_SESSION_CHARS] or None
-            path = "/" + rest
+            session_id, path = _session_path(scope)
         endpoint = ENDPOINTS.get((method, path))
         if endpoint is None:
             if method == "GET" and path.startswith("/v1/models/") and len(path) > 11:
@@ -176,7 +182,7 @@ class Gateway:
             await _respond(send, exc.status, exc.body(), _auth_headers(exc.status))
             return
         if session_header:
-            session_id = session_header.decode("latin-1").strip()[:MAX_SESSION_CHARS] or None
+            session_id = _clean_id(_decode(session_header))
         span = SpanRecord(span_id(), caller.app_id, endpoint, started)
         span.session_id = session_id
         try:
@@ -214,7 +220,7 @@ class Gateway:
             if body is None:
                 return await self._refuse(send, span, _body_too_large(self.max_body))
             try:
-                request = json.loads(body)
+                request = _parse_request(body)
             except ValueError:
                 span.request_raw = body
                 return await self._refuse(
@@ -241,7 +247,7 @@ class Gateway:
             span.model = model
             user = request.get("user")
             if isinstance(user, str) and user:
-                span.user_id = user[:MAX_SESSION_CHARS]
+                span.user_id = _clean_id(user)
                 if span.session_id is None:
                     span.session_id = span.user_id
             span.stream = endpoint != "embeddings" and request.get("stream") is True
@@ -301,7 +307,7 @@ class Gateway:
             span.error = "the upstream did not stream"
         else:
             try:
-                span.response = json.loads(data)
+                span.response = parse_json(data)
             except ValueError:
                 return await self._refuse(
                     send,
@@ -470,11 +476,62 @@ def _response_headers(
     ]
     headers.append((b"x-agl-span-id", span.id.encode()))
     if span.session_id:
-        headers.append((b"x-agl-session", span.session_id.encode("latin-1", "replace")))
+        headers.append((b"x-agl-session", _header_value(span.session_id)))
     if choice is not None:
         headers.append((b"x-agl-decision-id", choice.decision_id.encode()))
-        headers.append((b"x-agl-variant", choice.variant.id.encode("latin-1", "replace")))
+        headers.append((b"x-agl-variant", _header_value(choice.variant.id)))
     return headers
+
+
+def _header_value(value: str) -> bytes:
+    # Percent-encoded beyond printable ASCII (and `%` itself): any id fits in a header, whatever
+    # it holds, and ASCII ids without `%` are echoed exactly as they were sent.
+    return quote(value, safe=_HEADER_SAFE).encode("ascii")
+
+
+def _clean_id(value: str) -> str | None:
+    """A session or user id as stored and echoed: no control characters, trimmed, capped."""
+    return _CONTROL.sub("", value).strip()[:MAX_SESSION_CHARS] or None
+
+
+def _decode(raw: bytes) -> str:
+    # UTF-8, as clients send it (the same id then matches its `/s/<id>/` form); latin-1, which
+    # decodes any bytes, only for a header that is not valid UTF-8.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _session_path(scope: dict) -> tuple[str | None, str]:
+    """`/s/<id>/v1/...` -> (id, `/v1/...`), split before percent-decoding so the id may hold `/`."""
+    raw = scope.get("raw_path")
+    if raw is None:  # a server that does not give the raw path: only `path`, decoded already
+        session, _, rest = scope["path"][3:].partition("/")
+        return _clean_id(session), "/" + rest
+    session_raw, _, rest_raw = raw[3:].partition(b"/")
+    session = _decode(unquote_to_bytes(session_raw))
+    return _clean_id(session), "/" + unquote(rest_raw.decode("latin-1"))
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: JSON, but no number Python or PostgreSQL can hold
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _parse_request(body: bytes) -> Any:
+    # NaN and Infinity are not JSON (OpenAI refuses them, PostgreSQL cannot store them), and
+    # nesting deeper than the parser can follow is bad input, not a gateway failure.
+    try:
+        return json.loads(body, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deeply") from exc
 
 
 def _auth_headers(status: int) -> list[tuple[bytes, bytes]]:

@@ -31,6 +31,15 @@ from agent_lightning.gateway.models import GatewaySpan
 log = logging.getLogger("agent_lightning.gateway")
 
 
+def parse_json(data: bytes | str) -> Any:
+    """`json.loads` for what is stored: NaN and Infinity, which Python accepts and PostgreSQL's
+    JSON refuses (losing the row), are kept as their names; nesting too deep is a ValueError."""
+    try:
+        return json.loads(data, parse_constant=str)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deeply") from exc
+
+
 class SpanRecord:
     """What the request path knows about one call; turned into a row by the writer."""
 

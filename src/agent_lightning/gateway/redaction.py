@@ -4,13 +4,25 @@ Walking every string of a call through the PII detectors would cost more than th
 capture (ids, roles, model names, JSON schemas of tools are not personal data). The fields that
 carry what people wrote or what the model answered are redacted; token-level data of an answer
 (logprobs tokens, token ids) spells its text out again, so it is dropped from any choice whose
-text held PII. Inline (data:) images and audio are replaced by their size, and embedding vectors
-by their dimension.
+text held PII. Inline (data:) images, audio and files are replaced by their size, in chat messages
+and Responses API items alike, and embedding vectors by their dimension.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# Content parts that hold text (chat's and the Responses API's); any other part is an image, audio
+# or a file, whose inline data is summarised before what is left of it (a URL, a name) is redacted.
+_TEXT_PARTS = (
+    None,
+    "text",
+    "input_text",
+    "output_text",
+    "refusal",
+    "summary_text",
+    "reasoning_text",
+)
 
 
 def _redact(redactor: Any, value: Any, totals: dict[str, int]) -> Any:
@@ -27,12 +39,9 @@ def _redact_content(redactor: Any, content: Any, totals: dict[str, int]) -> Any:
         return _redact(redactor, content, totals)
     parts = []
     for part in content:
-        if isinstance(part, dict) and part.get("type") not in (None, "text"):
-            parts.append(_without_inline_data(part))
-        elif isinstance(part, dict):
-            parts.append({**part, "text": _redact(redactor, part.get("text"), totals)})
-        else:
-            parts.append(_redact(redactor, part, totals))
+        if isinstance(part, dict) and part.get("type") not in _TEXT_PARTS:
+            part = _without_inline_data(part)
+        parts.append(_redact(redactor, part, totals))
     return parts
 
 
@@ -58,8 +67,13 @@ def _redact_message(redactor: Any, message: Any, totals: dict[str, int]) -> Any:
         out["tool_calls"] = [_redact_call(redactor, call, totals) for call in out["tool_calls"]]
     if isinstance(out.get("function_call"), dict):
         out["function_call"] = _redact_function(redactor, out["function_call"], totals)
-    if isinstance(out.get("audio"), dict):
-        out["audio"] = _without_inline_data(out["audio"])
+    audio = out.get("audio")
+    if isinstance(audio, dict):
+        out["audio"] = _without_inline_data(audio)
+        if isinstance(audio.get("transcript"), str):  # what the audio says, in full, redacted
+            out["audio"]["transcript"] = _redact(redactor, audio["transcript"], totals)
+    if isinstance(out.get("annotations"), list):  # cited pages' titles and URLs
+        out["annotations"] = _redact(redactor, out["annotations"], totals)
     return out
 
 
@@ -73,6 +87,39 @@ def _redact_function(redactor: Any, function: dict[str, Any], totals: dict[str, 
     return {**function, "arguments": _redact(redactor, function.get("arguments"), totals)}
 
 
+def _redact_tool(redactor: Any, tool: Any, totals: dict[str, int]) -> Any:
+    # A description is free text (prompts inline customers' details there too); names and
+    # JSON schemas are not redacted.
+    if not isinstance(tool, dict):
+        return tool
+    out = dict(tool)
+    if isinstance(out.get("function"), dict):
+        out["function"] = _redact_tool(redactor, out["function"], totals)
+    if isinstance(out.get("description"), str):
+        out["description"] = _redact(redactor, out["description"], totals)
+    return out
+
+
+def _redact_items(redactor: Any, items: Any, totals: dict[str, int]) -> Any:
+    """The Responses API's `input` or `output`: a string, or items (messages, tool calls, tool
+    results) whose content parts are treated as a chat message's."""
+    if not isinstance(items, list):
+        return _redact(redactor, items, totals)
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            item = {
+                key: _redact_content(redactor, value, totals)
+                if key in ("content", "output")
+                else _redact(redactor, value, totals)
+                for key, value in item.items()
+            }
+        else:
+            item = _redact(redactor, item, totals)
+        out.append(item)
+    return out
+
+
 def redact_request(redactor: Any, request: Any, totals: dict[str, int]) -> Any:
     """A copy of a request with its free text redacted; the input is not changed."""
     if not isinstance(request, dict):
@@ -80,7 +127,13 @@ def redact_request(redactor: Any, request: Any, totals: dict[str, int]) -> Any:
     out = dict(request)
     if isinstance(out.get("messages"), list):
         out["messages"] = [_redact_message(redactor, m, totals) for m in out["messages"]]
-    for key in ("prompt", "input", "instructions", "user", "metadata", "suffix", "raw"):
+    if "input" in out:
+        out["input"] = _redact_items(redactor, out["input"], totals)
+    for key in ("tools", "functions"):
+        if isinstance(out.get(key), list):
+            out[key] = [_redact_tool(redactor, tool, totals) for tool in out[key]]
+    # prediction: predicted outputs, the text the answer is expected to repeat
+    for key in ("prompt", "prediction", "instructions", "user", "metadata", "suffix", "raw"):
         if key in out:
             out[key] = _redact(redactor, out[key], totals)
     return out
@@ -95,7 +148,9 @@ def redact_response(redactor: Any, response: Any, totals: dict[str, int]) -> Any
         out["choices"] = [_redact_choice(redactor, c, totals) for c in out["choices"]]
     if isinstance(out.get("data"), list):  # embeddings: keep the shape, not the vectors
         out["data"] = [_summarise_embedding(item) for item in out["data"]]
-    for key in ("output", "instructions", "error", "raw"):  # output: the Responses API's answer
+    if "output" in out:  # the Responses API's answer
+        out["output"] = _redact_items(redactor, out["output"], totals)
+    for key in ("instructions", "error", "raw"):
         if key in out:
             out[key] = _redact(redactor, out[key], totals)
     return out

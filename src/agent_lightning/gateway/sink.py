@@ -7,16 +7,16 @@ own, away from the server's event loop, or in a thread when that process is not 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import String
 from sqlalchemy.exc import IntegrityError
 
 from agent_lightning.gateway import sse
-from agent_lightning.gateway.capture import SpanRecord
+from agent_lightning.gateway.capture import SpanRecord, parse_json
 from agent_lightning.gateway.models import GatewaySpan
 from agent_lightning.gateway.redaction import _redact, redact_request, redact_response
 
@@ -24,6 +24,13 @@ log = logging.getLogger("agent_lightning.gateway")
 
 MAX_ERROR_CHARS = 2_000
 MAX_RAW_CHARS = 4_096
+# Every bounded text column's length: a 300-character model name or variant id is cut to fit,
+# as PostgreSQL refuses the whole row otherwise (SQLite does not check lengths).
+_LENGTHS = {
+    column.name: column.type.length
+    for column in GatewaySpan.__table__.columns
+    if isinstance(column.type, String) and column.type.length
+}
 
 
 class SpanSink:
@@ -79,7 +86,7 @@ class SpanSink:
         request = span.request
         if request is None and span.request_raw:
             try:
-                request = json.loads(span.request_raw)
+                request = parse_json(span.request_raw)
             except ValueError:
                 request = {"raw": span.request_raw[:MAX_RAW_CHARS].decode("utf-8", "replace")}
         response, usage, problems = self._response(span)
@@ -88,13 +95,13 @@ class SpanSink:
             error = "; ".join(problems)
         pii: dict[str, int] = {}
         if self.capture_bodies:
-            request = redact_request(self.redactor, request, pii)
-            response = redact_response(self.redactor, response, pii)
+            request = self._redacted(redact_request, request, span.request_raw, pii)
+            response = self._redacted(redact_response, response, span.response_raw, pii)
             if error:
                 error = _redact(self.redactor, error, pii)
         else:
             request = response = None
-        return {
+        row = {
             "id": span.id,
             "app_id": span.app_id,
             "session_id": span.session_id,
@@ -119,6 +126,27 @@ class SpanSink:
             "pii_counts": pii,
             "created_at": span.created_at,
         }
+        for name, length in _LENGTHS.items():
+            value = row.get(name)
+            if isinstance(value, str) and len(value) > length:
+                row[name] = value[:length]
+        return row
+
+    def _redacted(
+        self, redact: Callable[..., Any], value: Any, raw: bytes | None, pii: dict[str, int]
+    ) -> Any:
+        found: dict[str, int] = {}
+        try:
+            value = redact(self.redactor, value, found)
+        except RecursionError:
+            # Parsed, but nested deeper than the redactor can walk: keep the start of its text,
+            # redacted, as for a body that is not JSON.
+            found = {}
+            text = raw[:MAX_RAW_CHARS].decode("utf-8", "replace") if raw else ""
+            value = {"raw": _redact(self.redactor, text, found), "note": "nested too deeply"}
+        for name, n in found.items():
+            pii[name] = pii.get(name, 0) + n
+        return value
 
     @staticmethod
     def _response(span: SpanRecord) -> tuple[Any, Any, list[str]]:
@@ -129,7 +157,7 @@ class SpanSink:
         response: Any = span.response
         if response is None and span.response_raw:
             try:
-                response = json.loads(span.response_raw)
+                response = parse_json(span.response_raw)
             except ValueError:
                 text = span.response_raw[:MAX_RAW_CHARS].decode("utf-8", "replace")
                 return {"raw": text}, None, ["the answer is not JSON"]

@@ -9,8 +9,9 @@ Responses API, whose last event carries the whole answer).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from agent_lightning.gateway.capture import parse_json
 
 _FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
@@ -55,7 +56,7 @@ def events(raw: bytes) -> tuple[list[dict[str, Any]], bool, list[str]]:
             done = True
             continue
         try:
-            value = json.loads(payload)
+            value = parse_json(payload)
         except ValueError:
             problems.append("an event is not JSON")
             continue

@@ -10,6 +10,7 @@ paths and Azure's `/openai/deployments/{name}/...?api-version=`. Tests script it
     upstream.fail_next("reset")        # stream two chunks, then drop the connection
     upstream.fail_next("garbage")      # 200 with a body that is not JSON (or not SSE)
     upstream.fail_next("slow")         # stream one chunk every 0.2 s
+    upstream.fail_next("json:" + text) # 200 with `text` as its JSON body, whatever was asked
 
 Its answers are deterministic: the reply to a user message `text` is `echo: text`, and when tools
 are offered and no tool has answered yet, it calls the first tool with arguments made from the
@@ -149,6 +150,8 @@ class FakeUpstream:
                               "param": None, "code": None}}  # fmt: skip
             headers = {"retry-after": "0"} if status == 429 else {}
             return web.json_response(body, status=status, headers=headers)
+        if fault.startswith("json:"):
+            return web.Response(body=fault[5:].encode(), content_type="application/json")
         if fault == "garbage" and not stream:
             return web.Response(
                 body=b"<html>502 Bad Gateway</html>\x00\xff", content_type="application/json"
