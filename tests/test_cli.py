@@ -259,3 +259,13 @@ def test_featurizer_choices_are_the_benchmark_presets(tmp_path: Path) -> None:
     assert "--featurizer must be one of hybrid, hashing, minilm, minilm_hybrid" in " ".join(
         result.output.split()
     )
+
+
+def test_errors_print_their_text_not_rich_markup(tmp_path: Path) -> None:
+    # "line 100:" used to print as an emoji and "[reply]" to vanish: the message is user data.
+    data = tmp_path / "intents.csv"
+    data.write_text("text,category\nwhere is my card,card_arrival\n")
+    missing = tmp_path / "x:100:[reply].csv"
+    result = runner.invoke(cli, ["bench", "intents", "--train", str(missing), "--test", str(data)])
+    assert result.exit_code == 1
+    assert "x:100:[reply].csv does not exist" in " ".join(result.output.split())

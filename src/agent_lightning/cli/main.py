@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agent_lightning import __version__
@@ -56,7 +57,8 @@ DatabaseUrl = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    # Messages quote user input (file:line, [lists], :codes:): printed as text, not as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", emoji=False)
     return typer.Exit(code)
 
 
