@@ -111,6 +111,21 @@ def test_events_tail_prints_stored_events(sqlite_url: str) -> None:
     store.close()
 
 
+def test_events_tail_prints_what_customers_wrote_verbatim(sqlite_url: str) -> None:
+    # Customer text is not Rich markup: "[/]" stopped the command with a MarkupError.
+    from agent_lightning.ingestion import DataIngestionPipeline
+
+    store = Store(sqlite_url)
+    store.ensure_app("acme")
+    texts = ["close it [/] now", "[bold]urgent[/bold] :100: refund"]
+    DataIngestionPipeline(store).ingest_events("acme", [{"text": t} for t in texts])
+    result = runner.invoke(cli, ["events", "tail", "--app", "acme", "--database-url", sqlite_url])
+    assert result.exit_code == 0, result.output
+    for text in texts:
+        assert text in result.output
+    store.close()
+
+
 def test_an_unknown_app_is_an_error_not_an_empty_answer(sqlite_url: str) -> None:
     store = Store(sqlite_url)
     store.ensure_app("acme")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -195,7 +196,9 @@ def _print_story(console: Console, agl: Any, windows, registered, learn_every) -
     shown = 0
     for event in agl.list_events(order="desc"):
         if "<" in (event.get("text") or "") or shown < 2:
-            console.print(f"  event  {event['text']!r}  pii={event.get('pii_counts')}")
+            # Stored text is data: printed as it is, not read as Rich markup.
+            line = f"  event  {event['text']!r}  pii={event.get('pii_counts')}"
+            console.print(escape(line), emoji=False)
             shown += 1
         if shown >= 4:
             break

@@ -310,10 +310,14 @@ def events_tail(
         if as_json:
             print(json.dumps(event_json(row)), flush=True)
         else:
+            # Session ids, intents and texts are what users sent: escaped, not read as markup
+            # (a message holding "[/]" would otherwise stop the command with a markup error).
             console.print(
-                f"[dim]{str(row.created_at)[:19]}[/] {row.session_id or '-':>12} "
-                f"[cyan]{row.intent_prediction or '-'}[/] "
-                f"{'' if row.confidence is None else f'{row.confidence:.2f}'} {row.text or ''}"
+                f"[dim]{str(row.created_at)[:19]}[/] {escape(row.session_id or '-'):>12} "
+                f"[cyan]{escape(row.intent_prediction or '-')}[/] "
+                f"{'' if row.confidence is None else f'{row.confidence:.2f}'} "
+                f"{escape(row.text or '')}",
+                emoji=False,
             )
 
     for row in rows:
