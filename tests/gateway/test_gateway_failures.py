@@ -81,6 +81,27 @@ def test_revoked_client_is_refused_once_the_cache_refreshes(gw: Harness) -> None
     assert_openai_error(refused, 401, "invalid_token")
 
 
+def test_an_api_key_of_a_revoked_client_is_refused(gw: Harness) -> None:  # noqa: F811
+    # The client is revoked in the store alone, as before keys were swept with their owner
+    # (or by another process): the key itself is still unrevoked.
+    from agent_lightning.security.audit import Actor, AuditLog
+    from agent_lightning.security.identities import create_api_key
+
+    owner = gw.new_client(roles=("Agent",))
+    key = create_api_key(gw.state.store, AuditLog(gw.state.store), "acme", owner.client_id,
+                         ["Agent"], Actor("t")).key  # fmt: skip
+    body = {"model": "gpt-4o-mini", "messages": HELLO}
+    assert post(gw, body, key).status_code == 200
+    gw.state.store.revoke_client("acme", owner.client_id)
+    ttl = gw.gateway.auth.revocation_ttl
+    gw.gateway.auth.revocation_ttl = 0.0
+    try:
+        refused = post(gw, body, key)
+    finally:
+        gw.gateway.auth.revocation_ttl = ttl
+    assert_openai_error(refused, 401, "invalid_token")
+
+
 # -- bad requests --------------------------------------------------------------------------
 
 

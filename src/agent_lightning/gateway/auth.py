@@ -35,7 +35,9 @@ class GatewayAuthenticator:
         self.max_entries = max_entries
         self.permission = permission
         # token -> (expires at, monotonic clock; caller)
-        self._tokens: dict[str, tuple[float, Principal]] = {}
+        self._tokens: dict[
+            str, tuple[float, Principal, float]
+        ] = {}  # (expires, caller, verified at)
         # client id -> (checked at, revoked?)
         self._clients: dict[str, tuple[float, bool]] = {}
 
@@ -49,6 +51,8 @@ class GatewayAuthenticator:
             del self._tokens[credential]
             return None
         caller = hit[1]
+        if caller.kind == "api_key" and now - hit[2] > self.revocation_ttl:
+            return None  # recheck the key (and its owner) as often as a client's revocation
         if caller.kind == "client":
             checked = self._clients.get(caller.subject)
             if checked is None or now - checked[0] > self.revocation_ttl:
@@ -110,7 +114,8 @@ class GatewayAuthenticator:
             return
         if len(self._tokens) >= self.max_entries:
             self._tokens.clear()
-        self._tokens[credential] = (time.monotonic() + ttl, caller)
+        now = time.monotonic()
+        self._tokens[credential] = (now + ttl, caller, now)
 
     def _client_revoked(self, client_id: str) -> bool:
         client = self.state.store.get_client(client_id)
@@ -118,20 +123,21 @@ class GatewayAuthenticator:
 
     def _verify_api_key(self, credential: str) -> tuple[Principal, float]:
         """Reuses the server's API key cache, so a key revoked through the API stops here too."""
+        from agent_lightning.security.identities import key_owner_revoked
         from agent_lightning.security.passwords import parse_api_key, verify_secret
 
         state = self.state
         cache = state.api_key_cache
+        # Revocation (of the key, or of the client that made it) is read from the store every
+        # time: the server's cache only saves the slow hash check, and cannot see a revocation
+        # made by the CLI. Our own cache keeps this to once per `revocation_ttl`.
+        parsed = parse_api_key(credential)
+        key = state.store.get_api_key(parsed[0]) if parsed else None
+        if key is None or key.revoked_at is not None or key_owner_revoked(state.store, key):
+            raise unauthorized("the API key is not valid or has been revoked", "invalid_token")
         principal = cache.get(credential)
         if principal is None:
-            parsed = parse_api_key(credential)
-            key = state.store.get_api_key(parsed[0]) if parsed else None
-            if (
-                key is None
-                or parsed is None
-                or key.revoked_at is not None
-                or not verify_secret(parsed[1], key.secret_hash)
-            ):
+            if parsed is None or not verify_secret(parsed[1], key.secret_hash):
                 raise unauthorized("the API key is not valid or has been revoked", "invalid_token")
             principal = Principal(
                 key.owner, key.app_id, tuple(Role(r) for r in key.roles), "api_key", key.id

@@ -19,6 +19,16 @@ from agent_lightning.security.rbac import Role, parse_roles
 from agent_lightning.store import ApiKey, Client, Store
 
 
+def key_owner_revoked(store: Store, key: ApiKey) -> bool:
+    """True when the client that made this API key is revoked: the key dies with it.
+
+    An owner may also be an OIDC user, who is not a client: only a revoked client of the key's
+    own app counts.
+    """
+    owner = store.get_client(key.owner)
+    return owner is not None and owner.app_id == key.app_id and owner.revoked_at is not None
+
+
 @dataclass(frozen=True)
 class NewClient:
     client_id: str

@@ -114,10 +114,9 @@ def authenticate(request: Request) -> Principal:
 
 
 def _owner_revoked(store: Store, key: ApiKey) -> bool:
-    """A key a client made for itself dies with that client (an owner may also be an OIDC user,
-    who is not a client: only a revoked client of the key's own app counts)."""
-    owner = store.get_client(key.owner)
-    return owner is not None and owner.app_id == key.app_id and owner.revoked_at is not None
+    from agent_lightning.security.identities import key_owner_revoked
+
+    return key_owner_revoked(store, key)
 
 
 def credentials_still_valid(state: Any, principal: Principal) -> bool:
