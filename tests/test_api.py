@@ -245,6 +245,27 @@ def test_app_settings_change_is_audited_and_audit_verifies(api: Api) -> None:
     assert [e["seq"] for e in lines] == sorted(e["seq"] for e in lines)
 
 
+def test_audit_verify_describes_only_the_callers_own_entries(api: Api) -> None:
+    from sqlalchemy import text
+
+    acme, globex = api.auth("acme"), api.auth("globex")
+    for headers in (acme, globex):
+        api.client.patch("/v1/app", json={"reward_wait_seconds": 60}, headers=headers)
+    last = {
+        app: [e for e in api.client.get("/v1/audit", headers=h).json()["items"]][-1]["seq"]
+        for app, h in (("acme", acme), ("globex", globex))
+    }
+    with api.store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE seq = :s"),
+                     {"s": last["globex"]})  # fmt: skip
+    theirs = api.client.get("/v1/audit/verify", headers=acme).json()
+    assert theirs["ok"] is False and theirs["broken_seq"] is None
+    assert "outside this app" in theirs["message"] and "app.settings" not in theirs["message"]
+    own = api.client.get("/v1/audit/verify", headers=globex).json()
+    assert own["ok"] is False and own["broken_seq"] == last["globex"]
+    assert "was modified" in own["message"]
+
+
 def test_database_down_gives_503_with_retry_after(settings: Settings, tmp_path) -> None:
     healthy = Store(settings.database_url)
     api = make_api(settings, healthy)
