@@ -213,6 +213,16 @@ def test_a_retried_decide_returns_the_same_decision(api: Api) -> None:
     assert first.status_code == 201 and second.status_code == 200
     assert first.json()["action_id"] == second.json()["action_id"]
     assert api.store.count_records("decisions", "acme") == 1
+    # The same id for another question is a conflict, not the old answer: that could name an
+    # action the caller did not offer.
+    for other in (
+        {**body, "actions": [{"id": "q"}, {"id": "r"}]},
+        {**body, "decision_point": "tool"},
+    ):
+        reused = api.client.post("/v1/decisions", json=other, headers=h)
+        assert reused.status_code == 409 and reused.json()["error"]["code"] == "id_conflict"
+        assert "a new decision needs a new id" in reused.json()["error"]["message"]
+    assert api.store.count_records("decisions", "acme") == 1
 
 
 def test_decide_refuses_bad_candidate_lists(api: Api) -> None:

@@ -127,7 +127,7 @@ class DecisionService:
         if request.id is not None:
             # A retried decide returns the decision already made, not a fresh sample.
             try:
-                return self._stored(app_id, request.id)
+                return self._stored(app_id, request)
             except NotFound:
                 pass
         policy = self.serving_policy(app_id, request.decision_point)
@@ -165,7 +165,7 @@ class DecisionService:
             rejected = result.rejected[0]
             if rejected.reason == "id_conflict" and request.id is not None:
                 # A concurrent retry of the same decide won the race: answer with its decision.
-                return self._stored(app_id, request.id)
+                return self._stored(app_id, request)
             raise DecisionRejected(rejected.reason, rejected.message)
         accepted = result.accepted[0]
         return DecisionOutcome(
@@ -178,8 +178,22 @@ class DecisionService:
             accepted.status,
         )
 
-    def _stored(self, app_id: str, decision_id: str) -> DecisionOutcome:
-        done = self.store.get_record("decisions", app_id, decision_id)
+    def _stored(self, app_id: str, request: RankRequest) -> DecisionOutcome:
+        done = self.store.get_record("decisions", app_id, request.id)
+        # A retry asks the same question. The same id at another decision point, or over other
+        # actions, is another decision: answering with the stored one could name an action the
+        # caller did not offer.
+        offered = [a.id for a in request.actions]
+        if (
+            done.decision_point != request.decision_point
+            or [a.get("id") for a in done.actions] != offered
+        ):
+            raise DecisionRejected(
+                "id_conflict",
+                f"decision id {request.id!r} is already used by a decision at "
+                f"{done.decision_point!r} over other actions; a retry sends the same request, "
+                "a new decision needs a new id",
+            )
         return DecisionOutcome(
             done.id,
             done.action_id,
