@@ -127,7 +127,7 @@ def test_learning_registers_gated_versions_with_lineage(api: Api, controller) ->
     # Nothing new since: no version, and a clear reason.
     again = controller.run("acme", {"task": "learn", "policy": "intents"})
     assert again.status == "succeeded" and again.result["registered"] is False
-    assert "no new settled decisions" in again.result["reason"]
+    assert again.result["reason"] == "no new decisions since the live version"
     audit = [e.action for e in AuditLog(api.store).entries("acme")]
     assert audit.count("task.create") == len(results) + 2 and "task.finish" in audit
 
@@ -217,6 +217,22 @@ def test_forcing_a_version_live_through_a_task_needs_the_promote_right(
         "/v1/tasks", json={"task": "learn", "policy": "intents"}, headers=dev
     )
     assert ordinary.status_code == 202  # the gate decides what goes live
+
+
+def test_a_decision_still_waiting_for_its_reward_is_named_as_what_holds_learning(
+    api: Api, controller
+) -> None:
+    dev, agent = api.auth("acme", ("Developer",)), api.auth("acme", ("Agent",))
+    create_policy(api, dev)
+    body = {"decision_point": "intent", "context": {"text": "card?"}, "actions": ACTIONS}
+    first = api.client.post("/v1/decisions", json=body, headers=agent).json()  # never rewarded
+    play(api, agent, traffic(40))
+    task = controller.run("acme", {"task": "learn", "policy": "intents"})
+    assert task.status == "succeeded" and task.result["examples"] == 0
+    assert task.result["waiting"] == 41
+    reason = task.result["reason"]
+    assert first["decision_id"] in reason and "waits for its reward until" in reason
+    assert "3600 s" in reason  # the app's reward window
 
 
 def test_a_failed_task_says_why_and_leaves_live_untouched(api: Api, controller) -> None:

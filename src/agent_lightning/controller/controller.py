@@ -34,6 +34,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -361,12 +362,13 @@ class LearningController:
             "parent_version": policy.live_version,
             "examples": len(examples),
         }
+        # Decisions after the last one read wait for their rewards: the join reads in order,
+        # so one unsettled decision holds back every later one until its window ends.
+        waiting = self.store.count_decisions_after(app_id, policy.decision_point, last_pk)
+        base["waiting"] = waiting
         if not examples:
-            return {
-                **base,
-                "registered": False,
-                "reason": "no new settled decisions since the live version",
-            }
+            reason = self._nothing_settled(app_id, policy, last_pk)
+            return {**base, "registered": False, "reason": reason}
         every = self.settings.holdout_every
         train: list[tuple[int, Any]] = []
         held_new: list[tuple[int, Any]] = []
@@ -467,6 +469,22 @@ class LearningController:
         if max_examples is None:
             self._reads[key] = kept
         return list(kept.examples), list(kept.logged), kept.last_pk
+
+    def _nothing_settled(self, app_id: str, policy: Policy, last_pk: int) -> str:
+        first = self.store.first_decision_after(app_id, policy.decision_point, last_pk)
+        if first is None:
+            return "no new decisions since the live version"
+        wait = self.store.get_app(app_id).reward_wait_seconds
+        created = first.created_at
+        if created.tzinfo is None:  # SQLite gives naive datetimes back; they are UTC
+            created = created.replace(tzinfo=UTC)
+        settles = created + timedelta(seconds=wait)
+        return (
+            "no new settled decisions since the live version: learning reads decisions in "
+            f"order, and the oldest new one ({first.id}) waits for its reward until "
+            f"{settles:%Y-%m-%d %H:%M:%S} UTC (the app's reward window, {wait:g} s); the "
+            "decisions after it are read once it settles"
+        )
 
     def _logged(self, example: TrainingExample) -> Any:
         return to_logged(example, self._action_cache)

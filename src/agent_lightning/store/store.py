@@ -522,6 +522,22 @@ class Store:
             last_pk = decision.pk
         return examples, last_pk
 
+    def first_decision_after(
+        self, app_id: str, decision_point: str, after_pk: int
+    ) -> Decision | None:
+        """The oldest decision of a decision point after `after_pk` (the one a join waits on)."""
+        with self.session() as s:
+            return s.scalar(
+                select(Decision)
+                .where(
+                    Decision.app_id == app_id,
+                    Decision.decision_point == decision_point,
+                    Decision.pk > after_pk,
+                )
+                .order_by(Decision.pk)
+                .limit(1)
+            )
+
     def count_decisions_after(self, app_id: str, decision_point: str, after_pk: int) -> int:
         with self.session() as s:
             return int(
