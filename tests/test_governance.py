@@ -77,6 +77,16 @@ def test_token_endpoint_brute_force_is_rate_limited_and_audited(tmp_path) -> Non
     denied = [e for e in api.app.state.agl.audit.entries() if e.action == "auth.token_denied"]
     assert len(denied) == 5 and denied[0].outcome == "denied"
     assert all("guess" not in json.dumps(e.after or {}) for e in denied)
+    # Successful sign-ins are not charged: a fleet of workers sharing a client starts at once
+    # (from a fresh address: this one's failures above used up its own bucket).
+    api.app.state.agl.token_limiter.clear()
+    fleet = api.new_client("acme", ("Agent",))
+    form = {"grant_type": "client_credentials", "client_id": fleet.client_id}
+    tokens = [
+        api.client.post("/v1/oauth/token", data={**form, "client_secret": fleet.secret})
+        for _ in range(8)
+    ]
+    assert {t.status_code for t in tokens} == {200}
     store.close()
 
 

@@ -13,6 +13,8 @@ Environment variables (all optional):
 - `AGL_MAX_ARTIFACT_BYTES`: largest policy-version upload (`POST /v1/policies/{name}/versions`,
   default 64 MiB): a trained policy keeps its recent examples and is megabytes, not kilobytes.
 - `AGL_MAX_BATCH`: most records in one batch (default 1000).
+- `AGL_TOKEN_BURST`: failed sign-ins allowed at once per client id and per address before
+  the token endpoint answers 429 (default 10; they come back at one a second).
 - `AGL_RETENTION_EVERY_SECONDS`: how often retention rules are enforced (default hourly).
 - `AGL_BLAS_THREADS`: threads numpy's BLAS may use in the server process (default 1; 0 keeps the
   library's own choice, one per core). A learning task's matrix work otherwise spreads over every
@@ -65,7 +67,8 @@ class Settings:
     oidc_audience: str | None = None
     oidc_roles_claim: str = "roles"
     oidc_app_claim: str = "app"
-    # Token endpoint brute-force protection: attempts per second and burst per client/address.
+    # Token endpoint brute-force protection: failed attempts per second and burst, per client
+    # id and per address.
     token_rate: float = 1.0
     token_burst: int = 10
     retention_every_seconds: float = 3600.0
@@ -91,6 +94,7 @@ class Settings:
             oidc_audience=os.environ.get("AGL_OIDC_AUDIENCE") or None,
             oidc_roles_claim=os.environ.get("AGL_OIDC_ROLES_CLAIM") or "roles",
             oidc_app_claim=os.environ.get("AGL_OIDC_APP_CLAIM") or "app",
+            token_burst=_int_env("AGL_TOKEN_BURST", 10),
             retention_every_seconds=float(_int_env("AGL_RETENTION_EVERY_SECONDS", 3600)),
             decision_seed=_int_env("AGL_DECISION_SEED", None, minimum=0),
             blas_threads=_int_env("AGL_BLAS_THREADS", 1, minimum=0),

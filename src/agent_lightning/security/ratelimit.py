@@ -73,8 +73,12 @@ class RateLimiter:
                 break  # oldest entry still matters; newer ones were touched more recently
             del self._buckets[key]
 
-    def check(self, key: str, cost: float = 1.0) -> RateDecision:
-        """Take ``cost`` tokens from ``key``'s bucket if it has them."""
+    def check(self, key: str, cost: float = 1.0, *, take: bool = True) -> RateDecision:
+        """Take ``cost`` tokens from ``key``'s bucket if it has them.
+
+        With ``take=False`` only ask whether it has them (for limits that charge failures
+        only: ask first, then `check` once the attempt failed).
+        """
         if not 0 < cost <= self.burst:
             raise ValueError("cost must be positive and at most burst")
         with self._lock:
@@ -84,7 +88,8 @@ class RateLimiter:
             tokens = float(self.burst) if entry is None else self._level(*entry, now)
             if tokens >= cost:
                 decision = RateDecision(True, 0.0)
-                tokens -= cost
+                if take:
+                    tokens -= cost
             else:
                 decision = RateDecision(False, (cost - tokens) / self.rate)
             self._buckets[key] = (tokens, now)

@@ -71,8 +71,12 @@ def token(
     if not client_id or not client_secret:
         return _oauth_error(401, "invalid_client", "client_id and client_secret are required")
     remote = request.client.host if request.client else "unknown"
-    for key in (f"client:{client_id}", f"addr:{remote}"):
-        decision = state.token_limiter.check(key)
+    # Brute-force protection charges failed attempts only: a fleet of workers sharing one
+    # client signs in at once, while guesses still run dry (and then even the right secret
+    # waits, so guessing cannot race the limit).
+    limited = (f"client:{client_id}", f"addr:{remote}")
+    for key in limited:
+        decision = state.token_limiter.check(key, take=False)
         if not decision.allowed:
             retry = max(1, int(decision.retry_after + 0.999))
             return _oauth_error(
@@ -98,6 +102,8 @@ def token(
             app_id=client.app_id if client else None,
             outcome="denied",
         )
+        for key in limited:
+            state.token_limiter.check(key)
         return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
     issued = state.token_issuer.issue(client.id, client.app_id, list(client.roles))
     return {
