@@ -103,4 +103,6 @@ def resolve_auth(
     if ":" in user:
         return None, [f"{where}.auth.username: a basic-auth user name cannot contain ':'"]
     encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return HeaderAuth("basic", {"Authorization": f"Basic {encoded}"}, (password,)), problems
+    # The encoded pair too: a service may echo the credentials without the "Basic " prefix.
+    raw = (encoded, password)
+    return HeaderAuth("basic", {"Authorization": f"Basic {encoded}"}, raw), problems

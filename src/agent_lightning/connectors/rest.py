@@ -10,6 +10,7 @@ Retry policy (why each case is or is not retried):
   POST/PATCH calls carry one ``Idempotency-Key`` across their attempts, so a service that honours
   it (the reference service does) can be marked ``idempotent: true``.
 - other 4xx: never retried, the request itself is wrong.
+- 3xx: never retried, and an error: redirects are not followed (fix ``base_url`` or the path).
 
 Delays grow exponentially from ``backoff_ms``, capped at ``backoff_max_ms``, with "equal jitter"
 (half fixed, half random) so that many runtimes do not retry in lockstep.
@@ -24,7 +25,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -109,7 +110,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: httpx.Response, redact: Callable[[str], str]) -> str:
     """A short reason from an error body (FastAPI's ``detail`` when there is one)."""
     try:
         body = response.json()
@@ -121,7 +122,8 @@ def _detail(response: httpx.Response) -> str:
                 body = body[key]
                 break
     text = body if isinstance(body, str) else str(body)
-    text = " ".join(text.split())
+    # Redact before cutting: a secret cut in half no longer matches and its start would show.
+    text = redact(" ".join(text.split()))
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 3] + "..."
 
 
@@ -369,7 +371,7 @@ class RestConnector:
                 "%s.%s: %s; retry %d of %d in %.0f ms",
                 self.name,
                 endpoint,
-                failure.message,
+                self._redact(failure.message),  # it may quote the service's answer
                 attempt,
                 max_attempts - 1,
                 delay * 1000,
@@ -417,10 +419,14 @@ class RestConnector:
             reason = str(exc) or type(exc).__name__
             return _Failure("invalid_response", f"{ep.method} {path} failed ({reason})", False)
         status = response.status_code
-        if status < 400:
+        if status < 300:
             return response
         message = f"HTTP {status} from {ep.method} {path}"
-        detail = _detail(response)
+        if status < 400:
+            # Redirects are not followed, and a 3xx carries no data (an SSO or auth proxy,
+            # http -> https): going on as if the call worked would hand the agent nothing.
+            return _Failure("http_error", self._redirect_message(message, response), False, status)
+        detail = _detail(response, self._redact)
         if detail:
             message += f": {detail}"
         if status == 429:
@@ -430,6 +436,27 @@ class RestConnector:
         if status >= 500:
             return _Failure("http_error", message, unsafe_ok, status, _retry_after(response))
         return _Failure("http_error", message, False, status)
+
+    def _redirect_message(self, message: str, response: httpx.Response) -> str:
+        if response.status_code == 304:  # only an answer to If-None-Match / If-Modified-Since
+            return (
+                f"{message}: Not Modified, so no data; connectors send no conditional requests, "
+                f"check connectors.{self.name}.headers and any proxy in between"
+            )
+        # Redacted before joining too: percent-encoding could change a secret past matching.
+        location = self._redact(response.headers.get("location", ""))
+        if not location:
+            return f"{message}: a redirect without a Location; redirects are not followed"
+        try:
+            target = self._redact(str(response.url.join(location)))  # a relative one in full
+        except httpx.InvalidURL:
+            target = location
+        if len(target) > _DETAIL_LIMIT:
+            target = target[: _DETAIL_LIMIT - 3] + "..."
+        return (
+            f"{message}: the service redirected to {target}; redirects are not followed, so "
+            f"point connectors.{self.name}.base_url (or the endpoint's path) at the final address"
+        )
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.config.backoff_max_ms, self.config.backoff_ms * 2 ** (attempt - 1)) / 1000
@@ -446,7 +473,7 @@ class RestConnector:
             try:
                 data = response.json()
             except ValueError:
-                snippet = " ".join(response.text[:80].split())
+                snippet = " ".join(self._redact(response.text)[:80].split())
                 raise self._error(
                     endpoint,
                     "invalid_response",
