@@ -260,6 +260,49 @@ def test_bench_and_demo_refuse_a_negative_seed_or_no_learning_interval(tmp_path:
         assert f"Invalid value for {flag}" in result.output and "Traceback" not in result.output
 
 
+def test_serve_applies_the_projects_settings_file(tmp_path: Path, monkeypatch) -> None:
+    # `init` writes config/agent-lightning.yaml; nothing read it, so edits to it did nothing.
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start, do not serve
+    monkeypatch.delenv("AGL_DATABASE_URL", raising=False)
+    project = tmp_path / "support-bot"
+    assert runner.invoke(cli, ["init", str(project)]).exit_code == 0
+    config = project / "config" / "agent-lightning.yaml"
+    text = config.read_text()
+    for old, new in (
+        ("wait_seconds: 3600", "wait_seconds: 5"),
+        ("default: 0.0", "default: 0.5"),
+        ("aggregation: sum", "aggregation: last"),
+        ("events: 30", "events: 7"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    config.write_text(text)
+    monkeypatch.chdir(project)
+    first = runner.invoke(cli, ["serve"])
+    assert first.exit_code == 0, first.output
+    assert "reward_wait_seconds 3600.0 → 5.0" in first.output
+    assert "retention of events 30 → 7 days" in first.output
+    store = Store(f"sqlite:///{project / '.agl' / 'agent-lightning.db'}")
+    app = store.get_app("support-bot")
+    assert (app.reward_wait_seconds, app.default_reward, app.reward_aggregation) == (5, 0.5, "last")
+    from agent_lightning.security import retention
+    from agent_lightning.security.audit import AuditLog
+
+    assert retention.rules(store, "support-bot")["events"] == 7
+    actors = {e.actor for e in AuditLog(store).entries("support-bot")}
+    assert "config/agent-lightning.yaml" in actors
+    store.close()
+    again = runner.invoke(cli, ["serve"])
+    assert "already in effect" in again.output
+    config.write_text(text.replace("aggregation: last", "aggregation: median"))
+    bad = runner.invoke(cli, ["serve"])
+    assert bad.exit_code == 1
+    line = 1 + next(i for i, row in enumerate(text.splitlines()) if "aggregation:" in row)
+    assert f"agent-lightning.yaml:{line}: reward.aggregation" in " ".join(bad.output.split())
+
+
 def test_featurizer_choices_are_the_benchmark_presets(tmp_path: Path) -> None:
     from agent_lightning.cli.main import FEATURIZER_CHOICES
     from agent_lightning.learning.simulation import DEFAULT_SPECS

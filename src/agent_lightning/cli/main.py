@@ -127,12 +127,32 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Project settings to apply at start (app, reward join, retention); default: "
+            "config/agent-lightning.yaml when this folder has one (`agent-lightning init`)."
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (OpenAPI docs at /docs)."""
     import os
 
     import uvicorn
 
+    from agent_lightning.cli.project import CONFIG_PATH, ProjectConfigError, load_project_config
+
+    if config is not None and not config.is_file():
+        raise fail(f"--config: {config} does not exist")
+    config = config or (CONFIG_PATH if CONFIG_PATH.is_file() else None)
+    project = None
+    if config is not None:
+        try:
+            project = load_project_config(config)
+        except (ProjectConfigError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        if project.database_url and not database_url and not os.environ.get("AGL_DATABASE_URL"):
+            database_url = project.database_url
     if (tls_cert is None) != (tls_key is None):
         raise fail("give both --tls-cert and --tls-key, or neither")
     for path in (tls_cert, tls_key):
@@ -141,6 +161,16 @@ def serve(
     if database_url:
         os.environ["AGL_DATABASE_URL"] = database_url
     _settings(database_url)
+    if project is not None and config is not None:
+        from agent_lightning.cli.project import apply_project_config
+
+        store = _store(database_url)
+        try:
+            changes = apply_project_config(store, project, str(config))
+        finally:
+            store.close()
+        summary = "; ".join(changes) if changes else "already in effect"
+        console.print(f"{escape(str(config))}: app {escape(project.app)}, {escape(summary)}")
     if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
         err.print(
             f"[bold yellow]warning:[/] listening on {host} without TLS: tokens and customer "

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 TEMPLATES = ("blank",)
+CONFIG_PATH = Path("config/agent-lightning.yaml")
 
 RUNTIME_YAML = """\
 # Named runtimes: where the gateway and the runtime send model calls.
@@ -31,7 +35,9 @@ runtimes:
 """
 
 CONFIG_YAML = """\
-# agent-lightning project settings. Environment variables (AGL_*) override these.
+# agent-lightning project settings. `agent-lightning serve`, started in this folder, applies
+# them: the app is created if needed, and its reward join and retention are set as written
+# here (each change audited). AGL_DATABASE_URL or --database-url override database_url.
 app: {name}
 database_url: sqlite:///.agl/agent-lightning.db   # or postgresql://user@host:5432/db
 reward:
@@ -72,3 +78,82 @@ def create_project(root: Path, template: str = "blank") -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return sorted(files)
+
+
+# -- the project's settings file -----------------------------------------------------------------
+
+
+class ProjectConfigError(ValueError):
+    """The settings file is wrong; the message names the file and line of each problem."""
+
+
+class RewardSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait_seconds: StrictFloat | StrictInt = Field(3600, ge=0, le=365 * 86400)
+    default: StrictFloat | StrictInt = 0.0
+    aggregation: Literal["sum", "earliest", "last"] = "sum"
+
+
+Kind = Literal["events", "decisions", "rewards", "spans", "policy_versions"]
+
+
+class ProjectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$")
+    database_url: str | None = Field(None, min_length=1)
+    reward: RewardSettings | None = None
+    retention_days: dict[Kind, StrictInt] | None = None
+
+
+def load_project_config(path: Path) -> ProjectConfig:
+    """Read and check `config/agent-lightning.yaml`; `ProjectConfigError` names bad lines."""
+    from agent_lightning._yaml import parse_yaml, validation_problems
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectConfigError(f"{path}: cannot read it ({exc})") from None
+    data, node = parse_yaml(text, str(path))
+    try:
+        config = ProjectConfig.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise ProjectConfigError("\n".join(validation_problems(exc, node, str(path)))) from None
+    for kind, days in (config.retention_days or {}).items():
+        if not 1 <= days <= 36_500:
+            raise ProjectConfigError(f"{path}: retention_days.{kind}: must be 1 to 36500 days")
+    return config
+
+
+def apply_project_config(store: object, config: ProjectConfig, source: str) -> list[str]:
+    """Create the app if needed and set what the file names; one line per change made.
+
+    Each change is audited with the file as its actor, so the log says where it came from.
+    """
+    from agent_lightning.security import retention
+    from agent_lightning.security.audit import Actor, AuditLog
+    from agent_lightning.store import Store, app_settings
+
+    assert isinstance(store, Store)
+    audit, actor = AuditLog(store), Actor(source, "system", config.app)
+    changed: list[str] = []
+    store.ensure_app(config.app)
+    if config.reward is not None:
+        wanted = {
+            "reward_wait_seconds": float(config.reward.wait_seconds),
+            "default_reward": float(config.reward.default),
+            "reward_aggregation": config.reward.aggregation,
+        }
+        before = app_settings(store.get_app(config.app))
+        if any(before[k] != v for k, v in wanted.items()):
+            before, app = store.update_app(config.app, **wanted)
+            after = app_settings(app)
+            audit.record(actor, "app.settings", "app", config.app, before=before, after=after)
+            changed += [f"{k} {before[k]} → {after[k]}" for k in wanted if before[k] != after[k]]
+    current = retention.rules(store, config.app)
+    for kind, days in (config.retention_days or {}).items():
+        if current[kind] != days:
+            retention.set_rule(store, audit, config.app, kind, days, actor)
+            changed.append(f"retention of {kind} {current[kind]} → {days} days")
+    return changed
