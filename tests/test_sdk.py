@@ -303,6 +303,13 @@ def test_batch_keeps_the_good_records_and_reports_the_bad_one(api, client, tenan
     assert api.store.count_records("events", tenant) == 2
 
 
+def test_a_list_over_the_body_limit_is_stored(api, client, tenant):
+    # 500 records of 3 KB made one 1.5 MB request: 413 payload_too_large (the limit is 1 MiB).
+    result = client.log_events([{"text": "x" * 3000, "session_id": "big"} for _ in range(600)])
+    assert result.created == 600
+    assert api.store.count_records("events", tenant) == 600
+
+
 class LoseFirstAnswer(Recording):
     """The server stores the batch, but its answer never arrives (a read timeout)."""
 

@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ from agent_lightning.sdk import (
     AsyncAgentLightningClient,
     BufferFullError,
     RejectedRecord,
+    SyncASGITransport,
 )
 from tests.conftest import Api
 from tests.test_sdk import new_identity, start_server
@@ -182,6 +183,93 @@ async def test_async_buffered_flush_and_rejections(api, creds, tenant):
         await c.log_event("three")
     assert api.store.count_records("events", tenant) == 3
     assert [(r.kind, r.reason) for r in refused] == [("events", "invalid")]
+
+
+class Meanwhile(httpx.BaseTransport):
+    """Passes requests to the app, and runs `hook` (once) as the first batch of `kind` leaves:
+    the caller logging more while the flusher sends, made deterministic. Remembers the paths."""
+
+    def __init__(self, app: object, kind: str) -> None:
+        self.inner = SyncASGITransport(app)
+        self.path = f"/v1/{kind}/batch"
+        self.hook: Callable[[], None] | None = None
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/oauth/token":
+            self.paths.append(request.url.path.removeprefix("/v1/").removesuffix("/batch"))
+        if request.url.path == self.path and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_reward_never_overtakes_a_decision_queued_while_sending(api, creds, tenant):
+    # The flusher used to send every queued reward once past the decisions: a decision and
+    # its reward queued while events went out were sent reward first, and the server refused
+    # the reward for good (unknown_decision).
+    refused: list[RejectedRecord] = []
+    transport = Meanwhile(api.app, "events")
+    with AgentLightningClient(
+        creds.client_id,
+        creds.secret,
+        transport=transport,
+        buffer=True,
+        flush_interval=60,
+        on_rejected=refused.extend,
+    ) as c:
+
+        def meanwhile() -> None:
+            c.log_event("e1")
+            decision_id = c.log_decision("a", ["a", "b"], 0.5)
+            c.reward(decision_id, 1.0)
+            c.log_event("e2")
+
+        transport.hook = meanwhile
+        c.log_event("e0")
+        c.reward(session_id="s-order", value=0.5)
+        assert c.flush(timeout=5) is True
+        assert c.flush(timeout=5) is True
+    assert refused == []
+    assert api.store.count_records("rewards", tenant) == 2
+    # What was queued before the decision still goes first; what came after waits for it.
+    assert transport.paths == ["events", "events", "rewards", "decisions", "events", "rewards"]
+
+
+@pytest.mark.anyio
+async def test_async_a_reward_never_overtakes_a_decision_queued_while_sending(api, creds, tenant):
+    refused: list[RejectedRecord] = []
+    inner = httpx.ASGITransport(app=api.app)
+    paths: list[str] = []
+    hooked: list[bool] = []
+
+    class Meanwhile(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            if path != "/v1/oauth/token":
+                paths.append(path.removeprefix("/v1/").removesuffix("/batch"))
+            if path == "/v1/rewards/batch" and not hooked:
+                hooked.append(True)
+                decision_id = await c.log_decision("a", ["a", "b"], 0.5)
+                await c.reward(decision_id, 1.0)
+            return await inner.handle_async_request(request)
+
+    async with AsyncAgentLightningClient(
+        creds.client_id,
+        creds.secret,
+        transport=Meanwhile(),
+        buffer=True,
+        flush_interval=60,
+        on_rejected=refused.extend,
+    ) as c:
+        await c.reward(session_id="s-async-order", value=0.5)
+        assert await c.flush(timeout=5) is True
+    assert refused == []
+    assert api.store.count_records("rewards", tenant) == 2
+    assert paths == ["rewards", "decisions", "rewards"]
 
 
 # -- failures, with scripted answers -----------------------------------------------------------

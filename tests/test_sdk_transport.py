@@ -18,6 +18,7 @@ from agent_lightning.sdk import (
     APIError,
     AsyncAgentLightningClient,
     AuthenticationError,
+    ClientClosedError,
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
@@ -25,6 +26,7 @@ from agent_lightning.sdk import (
     ServerError,
     TaskTimeoutError,
     TransportError,
+    UnexpectedResponseError,
     ValidationError,
 )
 
@@ -409,3 +411,140 @@ async def test_async_retries_and_errors():
         with pytest.raises(ConflictError):
             await c.log_event("again", id="e1")
     assert len(script.requests) == 3 and len(sleeps) == 1
+
+
+def body_limit(limit: int) -> Handler:
+    """A batch endpoint that refuses bodies over `limit` bytes (413), as the server does."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if len(request.content) > limit:
+            return error(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+        records = json.loads(request.content)
+        accepted = [{"index": i, "id": r["id"], "status": "created"} for i, r in enumerate(records)]
+        return httpx.Response(200, json={"accepted": accepted, "rejected": []})
+
+    return answer
+
+
+def test_a_list_over_the_body_limit_is_sent_in_pieces_small_enough():
+    # 600 records of 3 KB: 500 of them (the count limit) made a 1.5 MB body, refused with 413
+    # after any earlier batch was stored.
+    script = Script(body_limit(1024 * 1024))
+    with script.client() as c:
+        result = c.log_events([{"text": "x" * 3000, "session_id": "big"} for _ in range(600)])
+    assert result.created == 600
+    assert [a.index for a in result.accepted] == list(range(600))
+    assert all(len(r.content) <= 900 * 1024 for r in script.requests)
+
+
+def test_a_batch_refused_as_too_large_is_split():
+    # A server configured with a lower limit than the SDK's budget: halves until it fits.
+    script = Script(body_limit(40_000))
+    with script.client() as c:
+        result = c.log_rewards([{"session_id": f"s{i}", "value": 1.0} for i in range(1000)])
+    assert result.created == 1000
+    assert [a.index for a in result.accepted] == list(range(1000))
+    sent = [json.loads(r.content) for r in script.requests if len(r.content) <= 40_000]
+    assert [r["session_id"] for batch in sent for r in batch] == [f"s{i}" for i in range(1000)]
+
+
+def test_a_record_too_large_by_itself_is_an_error_naming_it():
+    script = Script(body_limit(10_000))
+    records = [{"text": "ok"}, {"text": "ok"}, {"text": "x" * 20_000}]
+    with script.client() as c, pytest.raises(APIError) as info:
+        c.log_events(records)
+    assert info.value.status == 413
+    assert "records[2] alone is larger than the server accepts" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_async_a_list_over_the_body_limit_is_sent_in_pieces():
+    script = Script(body_limit(100_000))
+    async with AsyncAgentLightningClient(
+        "agl_test", SECRET, transport=httpx.MockTransport(script)
+    ) as c:
+        result = await c.log_events([{"text": "x" * 3000} for _ in range(100)])
+    assert result.created == 100
+    assert [a.index for a in result.accepted] == list(range(100))
+
+
+def test_exclude_must_be_a_list_not_a_str():
+    # list("escalate") excluded the letters, and "escalate" stayed a candidate.
+    chosen = {"decision_id": "d1", "action_id": "escalate", "propensity": 0.5}
+    script = Script(httpx.Response(201, json=chosen))
+    with script.client() as c, pytest.raises(TypeError, match="exclude must be a list"):
+        c.decide(["escalate", "reply"], text="hi", exclude="escalate")
+    assert script.requests == []
+
+
+HTML = httpx.Response(200, headers={"content-type": "text/html"}, text="<html>log in</html>")
+
+
+@pytest.mark.parametrize(
+    ("answer", "call"),
+    [
+        (HTML, lambda c: c.log_event("x")),
+        (httpx.Response(201, json={}), lambda c: c.log_event("x")),
+        (httpx.Response(201, json={"decision_id": "d1"}), lambda c: c.decide(["a", "b"])),
+        (httpx.Response(200, json={}), lambda c: c.log_events([{"text": "x"}])),
+        (httpx.Response(200, json=[]), lambda c: c.get_task("t1")),
+        (httpx.Response(200, json={"next_cursor": None}), lambda c: list(c.list_events())),
+        (HTML, lambda c: c.me()),
+    ],
+)
+def test_a_success_answer_that_is_not_ours_is_an_sdk_error(answer, call):
+    # A captive portal or a wrong proxy used to surface as a JSONDecodeError or a KeyError.
+    script = Script(answer)
+    with script.client() as c, pytest.raises(UnexpectedResponseError) as info:
+        call(c)
+    assert isinstance(info.value, APIError)
+    assert info.value.code == "unexpected_response"
+    assert "is not what agent-lightning sends" in str(info.value)
+    assert len(script.requests) == 1
+
+
+def test_a_token_answer_that_is_not_ours_is_an_sdk_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=["not", "a", "token"])
+
+    with AgentLightningClient("agl_test", SECRET, transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(UnexpectedResponseError, match="POST /v1/oauth/token"):
+            c.me()
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "agl.example.com", "ftp://agl.example.com"])
+def test_a_base_url_without_http_scheme_is_refused_at_once(url):
+    # It used to be resent for seconds before failing with UnsupportedProtocol.
+    with pytest.raises(ValueError, match="base_url must be an http:// or https:// URL"):
+        AgentLightningClient("agl_test", SECRET, url)
+    with pytest.raises(ValueError, match="base_url"):
+        AsyncAgentLightningClient("agl_test", SECRET, url)
+
+
+def test_a_base_url_never_shows_a_password():
+    with pytest.raises(ValueError) as info:
+        AgentLightningClient("agl_test", SECRET, "user:hunter2@agl.example.com")
+    assert "hunter2" not in str(info.value)
+
+
+def test_using_a_closed_client_is_an_sdk_error():
+    script = Script(CREATED)
+    c = script.client()
+    c.close()
+    with pytest.raises(ClientClosedError, match="the client is closed"):
+        c.log_event("late")
+    assert script.requests == []
+    buffered = script.client(buffer=True)
+    buffered.close()
+    with pytest.raises(ClientClosedError):
+        buffered.log_event("late")
+    assert issubclass(ClientClosedError, RuntimeError)  # what was raised before
+
+
+@pytest.mark.anyio
+async def test_async_using_a_closed_client_is_an_sdk_error():
+    script = Script(CREATED)
+    c = AsyncAgentLightningClient("agl_test", SECRET, transport=httpx.MockTransport(script))
+    await c.close()
+    with pytest.raises(ClientClosedError):
+        await c.log_event("late")

@@ -25,8 +25,8 @@ are logged without their content. A full buffer raises `BufferFullError` and que
 it never drops older records. `decide` is never buffered.
 
 Errors: everything derives from `AgentLightningError`; see `agent_lightning.sdk._exceptions`
-for the tree (`APIError` and its per-status subclasses, `TransportError`, `BufferFullError`,
-`TaskTimeoutError`).
+for the tree (`APIError` and its per-status subclasses, `UnexpectedResponseError`,
+`TransportError`, `BufferFullError`, `ClientClosedError`, `TaskTimeoutError`).
 """
 
 from agent_lightning.sdk._async_client import AsyncAgentLightningClient
@@ -36,6 +36,7 @@ from agent_lightning.sdk._exceptions import (
     APIError,
     AuthenticationError,
     BufferFullError,
+    ClientClosedError,
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
@@ -43,6 +44,7 @@ from agent_lightning.sdk._exceptions import (
     ServerError,
     TaskTimeoutError,
     TransportError,
+    UnexpectedResponseError,
     ValidationError,
 )
 from agent_lightning.sdk._models import (
@@ -65,6 +67,7 @@ __all__ = [
     "AuthenticationError",
     "BatchResult",
     "BufferFullError",
+    "ClientClosedError",
     "ConflictError",
     "Decision",
     "NotFoundError",
@@ -78,5 +81,6 @@ __all__ = [
     "Task",
     "TaskTimeoutError",
     "TransportError",
+    "UnexpectedResponseError",
     "ValidationError",
 ]

@@ -13,7 +13,12 @@ import httpx
 from agent_lightning.sdk import _calls as calls
 from agent_lightning.sdk._base import USER_AGENT, BaseClient
 from agent_lightning.sdk._buffer import AsyncFlusher, OnRejected
-from agent_lightning.sdk._exceptions import ConflictError, TaskTimeoutError
+from agent_lightning.sdk._exceptions import (
+    APIError,
+    ClientClosedError,
+    ConflictError,
+    TaskTimeoutError,
+)
 from agent_lightning.sdk._models import Accepted, BatchResult, Decision, Policy, Task
 
 
@@ -111,6 +116,8 @@ class AsyncAgentLightningClient(BaseClient):
     async def _execute(self, call: calls.Call) -> httpx.Response:
         attempt, refreshed = 0, False
         while True:
+            if self._http.is_closed:  # else httpx's RuntimeError, from deep inside
+                raise ClientClosedError("the client is closed; create a new one")
             bearer = await self._bearer() if call.auth else None
             try:
                 response = await self._http.send(self._build(self._http, call, bearer))
@@ -142,15 +149,23 @@ class AsyncAgentLightningClient(BaseClient):
             self._flusher.put(kind, prepared)
             return BatchResult([Accepted(i, r["id"], "queued") for i, r in enumerate(prepared)])
         parts, offset = [], 0
-        for chunk in calls.chunks(prepared):
-            response = await self._execute(calls.post_batch(kind, chunk))
+        todo = calls.chunks(prepared)
+        while todo:
+            chunk = todo.pop(0)
+            try:
+                response = await self._execute(calls.post_batch(kind, chunk))
+            except APIError as exc:
+                if exc.status != 413:
+                    raise
+                todo[:0] = calls.halves(chunk, offset, exc)
+                continue
             parts.append(calls.batch_result(response, offset))
             offset += len(chunk)
         return BatchResult.merge(parts)
 
     async def _paginate(self, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
         while True:
-            page = (await self._execute(calls.get(path, params))).json()
+            page = calls.read(await self._execute(calls.get(path, params)), calls.a_page)
             for item in page["items"]:
                 yield item
             if not page.get("next_cursor"):
@@ -193,7 +208,8 @@ class AsyncAgentLightningClient(BaseClient):
         """Log many events (dicts with the fields of `log_event`); per-record results.
 
         A record without an id gets one (written into your dict too), so resending the
-        same list stores nothing twice. Large lists are sent in batches of 500.
+        same list stores nothing twice. Large lists are sent in batches (500 records, or
+        900 KiB of JSON, at most).
         """
         return await self._write_many("events", events)
 
@@ -351,12 +367,12 @@ class AsyncAgentLightningClient(BaseClient):
 
     async def trigger_task(self, spec: Mapping[str, Any]) -> Task:
         """Queue a learning task, e.g. `{"task": "learn", "policy": "intents"}`."""
-        return Task.from_api((await self._execute(calls.trigger_task(spec))).json())
+        return calls.read(await self._execute(calls.trigger_task(spec)), Task.from_api)
 
     async def get_task(self, task_id: str) -> Task:
         """One task, with its status and (when done) result or error."""
         path = f"/tasks/{calls.path_segment(task_id)}"
-        return Task.from_api((await self._execute(calls.get(path))).json())
+        return calls.read(await self._execute(calls.get(path)), Task.from_api)
 
     async def wait_for_task(self, task_id: str, timeout: float = 300.0, poll: float = 1.0) -> Task:
         """Poll until the task has succeeded or failed (check `task.status`); raises
@@ -383,22 +399,22 @@ class AsyncAgentLightningClient(BaseClient):
         """Create the policy serving `decision_point`; with a `spec` (e.g. `{"learner":
         "linucb"}`) version 1 is registered and live at once."""
         call = calls.create_policy(name, decision_point, spec, description)
-        return Policy.from_api((await self._execute(call)).json())
+        return calls.read(await self._execute(call), Policy.from_api)
 
     async def get_policy(self, name: str) -> Policy:
         """One policy by name."""
         path = f"/policies/{calls.path_segment(name)}"
-        return Policy.from_api((await self._execute(calls.get(path))).json())
+        return calls.read(await self._execute(calls.get(path)), Policy.from_api)
 
     # -- service ----------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
         """The server's liveness answer (no credentials needed)."""
-        return (await self._execute(calls.get("/health", auth=False))).json()
+        return calls.read(await self._execute(calls.get("/health", auth=False)), calls.an_object)
 
     async def me(self) -> dict[str, Any]:
         """Who the server thinks you are: subject, app, roles, kind of credential."""
-        return (await self._execute(calls.get("/me"))).json()
+        return calls.read(await self._execute(calls.get("/me")), calls.an_object)
 
     # -- buffer and lifecycle ---------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from agent_lightning.sdk._auth import Credentials, TokenCache
 from agent_lightning.sdk._buffer import OnRejected
 from agent_lightning.sdk._calls import Call
 from agent_lightning.sdk._exceptions import (
-    AgentLightningError,
     TransportError,
     error_code,
     error_from_response,
@@ -29,6 +28,22 @@ LIST_FILTERS = {
     "decisions": _COMMON_FILTERS | {"decision_point", "policy_name", "policy_version"},
     "rewards": _COMMON_FILTERS | {"decision_id"},
 }
+
+
+def checked_url(url: str) -> str:
+    """The base URL, refused at once unless http(s) with a host: without a scheme, httpx would
+    fail only when sending, after seconds of retries."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        shown = url.rsplit("@", 1)[-1]  # never a password in user:password@host
+        raise ValueError(
+            f"base_url must be an http:// or https:// URL, like http://127.0.0.1:8000; "
+            f"got {shown!r}"
+        )
+    return url
 
 
 class BaseClient:
@@ -60,7 +75,7 @@ class BaseClient:
             raise ValueError("max_buffer must be >= 1")
         self._credentials = Credentials.resolve(client_id, secret, api_key, base_url)
         self.client_id = self._credentials.client_id
-        self.base_url = self._credentials.base_url
+        self.base_url = checked_url(self._credentials.base_url)
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
@@ -122,10 +137,10 @@ class BaseClient:
         return retry, self._retry.delay(attempt) if retry else 0.0, error
 
     def _store_token(self, response: httpx.Response, asked_at: float) -> str:
-        try:
-            return self._tokens.store(response.json(), asked_at)
-        except (ValueError, TypeError) as exc:
-            raise AgentLightningError("the token endpoint answered something unusable") from exc
+        def parse(body: object) -> str:
+            return self._tokens.store(calls.an_object(body), asked_at)
+
+        return calls.read(response, parse)
 
     @staticmethod
     def _list_params(

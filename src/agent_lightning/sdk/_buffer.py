@@ -7,7 +7,8 @@ unknown outcome is stored once (the server deduplicates by id).
 The flusher (a daemon thread for the sync client, an asyncio task for the async one) sends
 what is queued every `flush_interval` seconds, as soon as a full batch (500) is waiting, on
 `flush()`, on `close()` / context exit, and at interpreter exit with a bounded wait.
-Decisions are sent before events and rewards, so a reward never overtakes its decision.
+Decisions are sent before events and rewards, and no record is sent while a decision queued
+before it is still waiting, so a reward never overtakes its decision.
 
 What happens to a record:
 
@@ -37,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent_lightning.sdk._calls import KINDS, MAX_BATCH
-from agent_lightning.sdk._exceptions import APIError, BufferFullError
+from agent_lightning.sdk._exceptions import APIError, BufferFullError, ClientClosedError
 from agent_lightning.sdk._models import BatchResult, RejectedRecord
 
 log = logging.getLogger("agent_lightning.sdk")
@@ -72,8 +73,23 @@ class Pending:
         self.size += len(records)
 
     def peek(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
+        """The next batch of `kind` to send, from the head of its queue.
+
+        Events and rewards only up to the oldest waiting decision: a decision queued while
+        they are being sent must go first, or the server refuses a reward that points at it
+        (unknown_decision), for good.
+        """
         queue = self.queues[kind]
-        return [queue[i] for i in range(min(len(queue), self.limits[kind]))]
+        decisions = self.queues["decisions"]
+        first_decision = decisions[0][0] if kind != "decisions" and decisions else None
+        batch = []
+        for item in queue:
+            if len(batch) >= self.limits[kind]:
+                break
+            if first_decision is not None and item[0] > first_decision:
+                break
+            batch.append(item)
+        return batch
 
     def settle(self, kind: str, batch: list[tuple[int, dict[str, Any]]]) -> None:
         """Remove a sent batch (it is at the head, unless `drain` took it meanwhile)."""
@@ -207,7 +223,7 @@ class SyncFlusher:
     def put(self, kind: str, records: list[dict[str, Any]]) -> None:
         with self._cond:
             if self._closing:
-                raise RuntimeError("the client is closed")
+                raise ClientClosedError("the client is closed; create a new one")
             self._pending.add(kind, records)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="agl-sdk-flush", daemon=True)
@@ -287,27 +303,36 @@ class SyncFlusher:
         return not failures and (self._closing or self._pending.size >= MAX_BATCH)
 
     def _cycle(self) -> bool:
-        for kind in KINDS:
-            while True:
-                with self._cond:
-                    batch = self._pending.peek(kind)
-                if not batch:
-                    break
-                records = [r for _, r in batch]
-                try:
-                    result = self._send(kind, records)
-                except Exception as exc:  # noqa: BLE001 - every failure is classified
+        # Kind by kind, and again while decisions queued meanwhile hold records back (peek).
+        progress = True
+        while progress:
+            progress = False
+            for kind in KINDS:
+                while True:
                     with self._cond:
-                        go_on, refused = _handle_failure(self._pending, kind, batch, exc)
-                        self._cond.notify_all()
-                    self._reporter.report(refused)
-                    if not go_on:
+                        batch = self._pending.peek(kind)
+                    if not batch:
+                        break
+                    progress = True
+                    if not self._deliver(kind, batch):
                         return False
-                    continue
-                with self._cond:
-                    self._pending.settle(kind, batch)
-                    self._cond.notify_all()
-                self._reporter.batch(kind, records, result)
+        return True
+
+    def _deliver(self, kind: str, batch: list[tuple[int, dict[str, Any]]]) -> bool:
+        """Send one batch and settle it; False when it stays queued for a later retry."""
+        records = [r for _, r in batch]
+        try:
+            result = self._send(kind, records)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified
+            with self._cond:
+                go_on, refused = _handle_failure(self._pending, kind, batch, exc)
+                self._cond.notify_all()
+            self._reporter.report(refused)
+            return go_on
+        with self._cond:
+            self._pending.settle(kind, batch)
+            self._cond.notify_all()
+        self._reporter.batch(kind, records, result)
         return True
 
 
@@ -351,7 +376,7 @@ class AsyncFlusher:
 
     def put(self, kind: str, records: list[dict[str, Any]]) -> None:
         if self._closing:
-            raise RuntimeError("the client is closed")
+            raise ClientClosedError("the client is closed; create a new one")
         self._pending.add(kind, records)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="agl-sdk-flush")
@@ -457,24 +482,30 @@ class AsyncFlusher:
         return not failures and (self._closing or self._pending.size >= MAX_BATCH)
 
     async def _cycle(self) -> bool:
-        for kind in KINDS:
-            while True:
-                batch = self._pending.peek(kind)
-                if not batch:
-                    break
-                records = [r for _, r in batch]
-                try:
-                    result = await self._send(kind, records)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every failure is classified
-                    go_on, refused = _handle_failure(self._pending, kind, batch, exc)
-                    self._signal_progress()
-                    self._reporter.report(refused)
-                    if not go_on:
+        # Kind by kind, and again while decisions queued meanwhile hold records back (peek).
+        progress = True
+        while progress:
+            progress = False
+            for kind in KINDS:
+                while batch := self._pending.peek(kind):
+                    progress = True
+                    if not await self._deliver(kind, batch):
                         return False
-                    continue
-                self._pending.settle(kind, batch)
-                self._signal_progress()
-                self._reporter.batch(kind, records, result)
+        return True
+
+    async def _deliver(self, kind: str, batch: list[tuple[int, dict[str, Any]]]) -> bool:
+        """Send one batch and settle it; False when it stays queued for a later retry."""
+        records = [r for _, r in batch]
+        try:
+            result = await self._send(kind, records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is classified
+            go_on, refused = _handle_failure(self._pending, kind, batch, exc)
+            self._signal_progress()
+            self._reporter.report(refused)
+            return go_on
+        self._pending.settle(kind, batch)
+        self._signal_progress()
+        self._reporter.batch(kind, records, result)
         return True

@@ -9,17 +9,21 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from agent_lightning.sdk._exceptions import APIError, error_for_reason, unexpected_response
 from agent_lightning.sdk._models import BatchResult, Decision
+
+T = TypeVar("T")
 
 API = "/v1"
 MAX_BATCH = 500  # records per batch request; the server's default limit is 1000
+MAX_BYTES = 900 * 1024  # JSON per batch request; the server's default limit is 1 MiB
 KINDS = ("decisions", "events", "rewards")  # flush order: a reward may point at a decision
 
 
@@ -147,6 +151,13 @@ def _actions(actions: Sequence[str | Mapping[str, Any]]) -> list[dict[str, Any]]
     return [{"id": a} if isinstance(a, str) else dict(a) for a in actions]
 
 
+def _exclude(exclude: Sequence[str] | None) -> list[str] | None:
+    # list("escalate") would exclude the letters e, s, c, ... and not the action.
+    if isinstance(exclude, str | bytes):
+        raise TypeError("exclude must be a list of action ids, not a str")
+    return list(exclude) if exclude is not None else None
+
+
 def _context(
     context: Mapping[str, Any] | str | None,
     text: str | None,
@@ -182,7 +193,7 @@ def decide_body(
             "decision_point": decision_point,
             "context": _context(context, text, features),
             "actions": _actions(actions),
-            "exclude": list(exclude) if exclude is not None else None,
+            "exclude": _exclude(exclude),
             "session_id": session_id,
             "user_id": user_id,
             "attributes": attributes,
@@ -314,29 +325,94 @@ def path_segment(value: str) -> str:
 # -- answers ------------------------------------------------------------------------------------
 
 
+def read(response: httpx.Response, parse: Callable[[Any], T]) -> T:
+    """`parse` applied to a success answer's JSON. A body no agent-lightning server sends (a
+    captive portal's HTML, another service's JSON) is an UnexpectedResponseError, not a
+    JSONDecodeError or KeyError from inside the SDK."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise unexpected_response(response, "the body is not JSON") from None
+    try:
+        return parse(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problem = f"a field is missing or malformed ({type(exc).__name__}: {exc})"
+        raise unexpected_response(response, problem) from None
+
+
+def an_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise TypeError(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def a_page(body: Any) -> dict[str, Any]:
+    if not isinstance(an_object(body).get("items"), list):
+        raise KeyError("items")
+    return body
+
+
+def _an_id(body: Any) -> str:
+    value = an_object(body)["id"]
+    if not isinstance(value, str) or not value:
+        raise TypeError("id is not a string")
+    return value
+
+
 def created_id(response: httpx.Response) -> str:
-    return response.json()["id"]
+    return read(response, _an_id)
 
 
 def batch_result(response: httpx.Response, offset: int = 0) -> BatchResult:
-    return BatchResult.from_api(response.json(), offset)
+    def parse(body: Any) -> BatchResult:
+        # Both lists are always there: an answer without them would settle nothing silently.
+        for key in ("accepted", "rejected"):
+            if not isinstance(an_object(body).get(key), list):
+                raise KeyError(key)
+        return BatchResult.from_api(body, offset)
+
+    return read(response, parse)
 
 
 def decision(response: httpx.Response) -> Decision:
-    return Decision.from_api(
-        response.json(), "duplicate" if response.status_code == 200 else "created"
-    )
+    status = "duplicate" if response.status_code == 200 else "created"
+    return read(response, lambda body: Decision.from_api(an_object(body), status))
 
 
-def chunks(records: list[dict[str, Any]], size: int = MAX_BATCH) -> list[list[dict[str, Any]]]:
-    return [records[i : i + size] for i in range(0, len(records), size)]
+def chunks(
+    records: list[dict[str, Any]], size: int = MAX_BATCH, max_bytes: int = MAX_BYTES
+) -> list[list[dict[str, Any]]]:
+    """Batches of at most `size` records and about `max_bytes` of JSON. A record larger than
+    that goes alone: a server configured with a higher limit takes it."""
+    out: list[list[dict[str, Any]]] = []
+    batch: list[dict[str, Any]] = []
+    used = 2  # the brackets
+    for record in records:
+        # json.dumps' defaults (ASCII escapes, spaces) never encode shorter than httpx does.
+        n = len(json.dumps(record)) + 1  # and its comma
+        if batch and (len(batch) >= size or used + n > max_bytes):
+            out.append(batch)
+            batch, used = [], 2
+        batch.append(record)
+        used += n
+    if batch:
+        out.append(batch)
+    return out
+
+
+def halves(batch: list[dict[str, Any]], offset: int, error: APIError) -> list[list[dict[str, Any]]]:
+    """A batch the server refused as too large (413: its limit is lower than ours), in two; a
+    single record too large by itself is an error that names its index in the caller's list."""
+    if len(batch) == 1:
+        message = f"records[{offset}] alone is larger than the server accepts: {error.message}"
+        raise APIError(413, error.code, message, error.request_id) from error
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]
 
 
 def only_id(result: BatchResult, request_id: str | None = None) -> str:
     """The id of a one-record batch, or the error its rejection means."""
     if result.rejected:
-        from agent_lightning.sdk._exceptions import error_for_reason
-
         r = result.rejected[0]
         raise error_for_reason(r.reason, r.message, request_id, r.errors or None)
     return result.accepted[0].id

@@ -13,7 +13,12 @@ import httpx
 from agent_lightning.sdk import _calls as calls
 from agent_lightning.sdk._base import USER_AGENT, BaseClient
 from agent_lightning.sdk._buffer import OnRejected, SyncFlusher
-from agent_lightning.sdk._exceptions import ConflictError, TaskTimeoutError
+from agent_lightning.sdk._exceptions import (
+    APIError,
+    ClientClosedError,
+    ConflictError,
+    TaskTimeoutError,
+)
 from agent_lightning.sdk._models import Accepted, BatchResult, Decision, Policy, Task
 from agent_lightning.sdk._transports import SyncASGITransport
 
@@ -116,6 +121,8 @@ class AgentLightningClient(BaseClient):
     def _execute(self, call: calls.Call) -> httpx.Response:
         attempt, refreshed = 0, False
         while True:
+            if self._http.is_closed:  # else httpx's RuntimeError, from deep inside
+                raise ClientClosedError("the client is closed; create a new one")
             bearer = self._bearer() if call.auth else None
             try:
                 response = self._http.send(self._build(self._http, call, bearer))
@@ -147,15 +154,23 @@ class AgentLightningClient(BaseClient):
             self._flusher.put(kind, prepared)
             return BatchResult([Accepted(i, r["id"], "queued") for i, r in enumerate(prepared)])
         parts, offset = [], 0
-        for chunk in calls.chunks(prepared):
-            response = self._execute(calls.post_batch(kind, chunk))
+        todo = calls.chunks(prepared)
+        while todo:
+            chunk = todo.pop(0)
+            try:
+                response = self._execute(calls.post_batch(kind, chunk))
+            except APIError as exc:
+                if exc.status != 413:
+                    raise
+                todo[:0] = calls.halves(chunk, offset, exc)
+                continue
             parts.append(calls.batch_result(response, offset))
             offset += len(chunk)
         return BatchResult.merge(parts)
 
     def _paginate(self, path: str, params: dict[str, Any]) -> Iterator[Any]:
         while True:
-            page = self._execute(calls.get(path, params)).json()
+            page = calls.read(self._execute(calls.get(path, params)), calls.a_page)
             yield from page["items"]
             if not page.get("next_cursor"):
                 return
@@ -197,7 +212,8 @@ class AgentLightningClient(BaseClient):
         """Log many events (dicts with the fields of `log_event`); per-record results.
 
         A record without an id gets one (written into your dict too), so resending the
-        same list stores nothing twice. Large lists are sent in batches of 500.
+        same list stores nothing twice. Large lists are sent in batches (500 records, or
+        900 KiB of JSON, at most).
         """
         return self._write_many("events", events)
 
@@ -355,12 +371,12 @@ class AgentLightningClient(BaseClient):
 
     def trigger_task(self, spec: Mapping[str, Any]) -> Task:
         """Queue a learning task, e.g. `{"task": "learn", "policy": "intents"}`."""
-        return Task.from_api(self._execute(calls.trigger_task(spec)).json())
+        return calls.read(self._execute(calls.trigger_task(spec)), Task.from_api)
 
     def get_task(self, task_id: str) -> Task:
         """One task, with its status and (when done) result or error."""
         path = f"/tasks/{calls.path_segment(task_id)}"
-        return Task.from_api(self._execute(calls.get(path)).json())
+        return calls.read(self._execute(calls.get(path)), Task.from_api)
 
     def wait_for_task(self, task_id: str, timeout: float = 300.0, poll: float = 1.0) -> Task:
         """Poll until the task has succeeded or failed (check `task.status`); raises
@@ -387,22 +403,22 @@ class AgentLightningClient(BaseClient):
         """Create the policy serving `decision_point`; with a `spec` (e.g. `{"learner":
         "linucb"}`) version 1 is registered and live at once."""
         call = calls.create_policy(name, decision_point, spec, description)
-        return Policy.from_api(self._execute(call).json())
+        return calls.read(self._execute(call), Policy.from_api)
 
     def get_policy(self, name: str) -> Policy:
         """One policy by name."""
         path = f"/policies/{calls.path_segment(name)}"
-        return Policy.from_api(self._execute(calls.get(path)).json())
+        return calls.read(self._execute(calls.get(path)), Policy.from_api)
 
     # -- service ----------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """The server's liveness answer (no credentials needed)."""
-        return self._execute(calls.get("/health", auth=False)).json()
+        return calls.read(self._execute(calls.get("/health", auth=False)), calls.an_object)
 
     def me(self) -> dict[str, Any]:
         """Who the server thinks you are: subject, app, roles, kind of credential."""
-        return self._execute(calls.get("/me")).json()
+        return calls.read(self._execute(calls.get("/me")), calls.an_object)
 
     # -- buffer and lifecycle ---------------------------------------------------------------
 

@@ -8,9 +8,11 @@
     │   ├── ConflictError         409: the id is already used by different content
     │   ├── ValidationError       400 / 422: the request was refused; see `.details`
     │   ├── RateLimitError        429: slow down; `.retry_after` seconds, when the server said
-    │   └── ServerError           5xx: the server (or a proxy in front of it) failed
+    │   ├── ServerError           5xx: the server (or a proxy in front of it) failed
+    │   └── UnexpectedResponseError  a success status, but not an agent-lightning answer
     ├── TransportError            no answer: connection refused, timeout, broken connection
     ├── BufferFullError           buffered mode: the local queue is full; nothing was queued
+    ├── ClientClosedError         the client was used after `close()`
     └── TaskTimeoutError          wait_for_task: the task did not finish in time
 
 Messages carry the server's code and sentence and the request id, never a secret or a token.
@@ -91,6 +93,12 @@ class ServerError(APIError):
     """5xx: the server or a proxy failed; the SDK has already retried where that is safe."""
 
 
+class UnexpectedResponseError(APIError):
+    """A success status, but a body that no agent-lightning server sends (not JSON, or without
+    the expected fields): typically a captive portal, a proxy, or a base_url that points at
+    another service."""
+
+
 class TransportError(AgentLightningError):
     """The request got no answer: connection refused or reset, DNS failure, timeout."""
 
@@ -101,6 +109,10 @@ class BufferFullError(AgentLightningError):
     Raised instead of dropping old records silently. Call `flush()` or slow down; a full buffer
     usually means the server has been unreachable for a while.
     """
+
+
+class ClientClosedError(AgentLightningError, RuntimeError):
+    """The client was used after `close()`; create a new one."""
 
 
 class TaskTimeoutError(AgentLightningError, TimeoutError):
@@ -192,6 +204,21 @@ def error_for_reason(
     """The error a single write gets for a per-record rejection reason of a batch."""
     status = {"id_conflict": 409, "unknown_decision": 404}.get(reason, 422)
     return _BY_STATUS[status](status, reason, message, request_id, details=details)
+
+
+def unexpected_response(response: httpx.Response, problem: str) -> UnexpectedResponseError:
+    """The error for a success status whose body is not an agent-lightning answer."""
+    try:
+        where = f"{response.request.method} {response.request.url.path}: "
+    except RuntimeError:  # a response built without its request
+        where = ""
+    kind = response.headers.get("content-type") or "no content type"
+    message = (
+        f"{where}the server's answer (HTTP {response.status_code}, {kind}) is not what "
+        f"agent-lightning sends: {problem}; check base_url and any proxy in between"
+    )
+    request_id = response.headers.get("x-request-id")
+    return UnexpectedResponseError(response.status_code, "unexpected_response", message, request_id)
 
 
 def _default_code(status: int) -> str:
