@@ -1,4 +1,4 @@
-"""`agent-lightning rollout ...` and `agent-lightning policy export|import|diff`.
+"""`agent-lightning rollout ...` and `agent-lightning policy create|export|import|diff`.
 
 Like the other operator commands these talk to the store directly, as the local administrator,
 and every change is audited as actor `cli:<os user>`. A running server notices within a second
@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 rollout_app = typer.Typer(
     help="Canaries, A/B tests, blue/green switches and feature flags of policy versions.",
     no_args_is_help=True,
 )
 policy_app = typer.Typer(
-    help="Policy versions: compare them, export and import signed bundles.",
+    help="Policies and their versions: create one from its YAML, compare versions, export and "
+    "import signed bundles.",
     no_args_is_help=True,
 )
 
@@ -118,13 +120,15 @@ def _show(row: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
     console = _main().console
     segment = data["segment"]
     seg = f"  segment {segment['attribute']} in {segment['values']}" if segment else ""
+    # Reasons and segment values are free text: printed as written, not as markup or :emoji:.
     console.print(
         f"[bold]{data['id']}[/] {data['policy']} {data['kind']} [cyan]{data['status']}[/] "
         f"v{data['baseline_version']} → v{data['candidate_version']} at {data['percent']:g}% "
-        f"(step {data['step_index'] + 1}/{len(data['steps'])}: {data['steps']}){seg}"
+        f"(step {data['step_index'] + 1}/{len(data['steps'])}: {data['steps']}){escape(seg)}",
+        emoji=False,
     )
     if data["reason"]:
-        console.print(f"  reason: {data['reason']}")
+        console.print(f"  reason: {escape(str(data['reason']))}", emoji=False)
 
 
 # -- rollout ----------------------------------------------------------------------------------
@@ -309,6 +313,114 @@ def _data_dir(database_url: str | None) -> Path:
     return _main()._settings(database_url).data_dir
 
 
+@policy_app.command("create")
+def policy_create(
+    app_id: AppOption,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="The policy YAML (default: the one agent.yaml names)."),
+    ] = None,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The runtime's agent.yaml (without --from).")
+    ] = Path("agent.yaml"),
+    as_json: JsonOption = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create the server-side policy of a runtime's policy YAML: its name, decision point and
+    learner spec, with version 1 (untrained) live. Runtimes of that policy then sync, and
+    rollouts of its later versions can start. An existing policy is left as it is."""
+    from agent_lightning.learning import LearningError, make_policy
+    from agent_lightning.runtime.config import RuntimeConfigError, load_runtime_config
+    from agent_lightning.runtime.spec import PolicySpecError, load_policy_spec
+    from agent_lightning.security.audit import AuditLog
+    from agent_lightning.store import NotFound, Policy, PolicyVersion, new_id
+
+    fail = _main().fail
+    path = from_file
+    if path is None:
+        if not config.is_file():
+            raise fail(f"{config} not found; run in a project directory or give --from FILE")
+        try:
+            path = load_runtime_config(config).policy_path
+        except RuntimeConfigError as exc:
+            raise fail(str(exc)) from None
+    try:
+        spec = load_policy_spec(path)
+    except PolicySpecError as exc:
+        raise fail(f"the policy is invalid:\n{exc}") from None
+    store = _main()._store(database_url)
+    _main()._known_app(store, app_id)  # a typo would create a policy no runtime asks for
+    try:
+        existing = store.get_policy(app_id, spec.name)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if existing.decision_point != spec.decision_point:
+            raise fail(
+                f"policy {spec.name!r} already exists in app {app_id!r} for decision point "
+                f"{existing.decision_point!r}, not {spec.decision_point!r} as {path.name} says"
+            )
+        live = existing.live_version
+        if as_json:
+            print(json.dumps({"policy": spec.name, "live_version": live, "created": False}))
+            return
+        _main().console.print(
+            escape(
+                f"policy {spec.name} already exists in app {app_id} "
+                f"(live version: {live if live is not None else 'none'}); nothing changed"
+            ),
+            emoji=False,
+        )
+        return
+    try:
+        artifact = make_policy(dict(spec.learner)).to_bytes()
+    except (LearningError, ValueError, TypeError) as exc:
+        raise fail(f"{path.name}: learner: {exc}") from None
+    actor, audit = _main()._cli_actor(), AuditLog(store)
+    row = _errors(
+        lambda: store.create_policy(
+            Policy(
+                id=new_id(),
+                app_id=app_id,
+                name=spec.name,
+                decision_point=spec.decision_point,
+                description=spec.description,
+                spec=dict(spec.learner),
+                created_by=actor.name,
+            )
+        )
+    )
+    after = {"name": spec.name, "decision_point": spec.decision_point, "spec": spec.learner}
+    audit.record(actor, "policy.create", "policy", spec.name, app_id=app_id, after=after)
+    # As `POST /v1/policies` with a spec: version 1 is the untrained policy, live at once.
+    version = store.add_policy_version(
+        PolicyVersion(
+            id=new_id(),
+            policy_id=row.id,
+            artifact=artifact,
+            notes=f"initial version from {path.name} (warm start, nothing learned yet)",
+            created_by=actor.name,
+        ),
+        make_live=True,
+    )
+    audit.record(
+        actor,
+        "policy_version.create",
+        "policy_version",
+        f"{spec.name}@{version.version}",
+        app_id=app_id,
+        after={"version": version.version, "live": True},
+    )
+    if as_json:
+        print(json.dumps({"policy": spec.name, "live_version": version.version, "created": True}))
+        return
+    _main().console.print(
+        f"[green]created[/] policy {spec.name} in app {escape(app_id)} "
+        f"(decision point {escape(spec.decision_point)}) with v{version.version} live",
+        emoji=False,
+    )
+
+
 @policy_app.command("export")
 def policy_export(
     app_id: AppOption,
@@ -329,7 +441,8 @@ def policy_export(
         print(data.decode())
         return
     output.write_bytes(data)
-    _main().console.print(f"wrote {policy} v{version} to {output} ({len(data):,} bytes)")
+    message = f"wrote {policy} v{version} to {output} ({len(data):,} bytes)"
+    _main().console.print(escape(message), emoji=False)
 
 
 @policy_app.command("public-key")
@@ -353,7 +466,7 @@ def policy_public_key(
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(pem)
-    _main().console.print(f"wrote the publisher's public key to {output}")
+    _main().console.print(escape(f"wrote the publisher's public key to {output}"), emoji=False)
 
 
 @policy_app.command("import")
@@ -405,7 +518,7 @@ def policy_import(
         return
     verb = "imported" if created else "already imported as"
     live = " (live)" if make_live and created else ""
-    _main().console.print(f"[green]{verb}[/] {name} v{row.version}{live}")
+    _main().console.print(f"[green]{verb}[/] {escape(name)} v{row.version}{live}", emoji=False)
 
 
 @policy_app.command("diff")
@@ -434,17 +547,19 @@ def policy_diff(
         f"[bold]{policy}[/] v{diff['from']} → v{diff['to']} "
         f"({diff['lineage']['related']}; path {diff['lineage']['path']})"
     )
-    for key, change in diff["metadata"].items():
-        console.print(f"  {key}: {change['from']} → {change['to']}")
+    for key, change in diff["metadata"].items():  # notes and metrics are free text
+        console.print(escape(f"  {key}: {change['from']} → {change['to']}"), emoji=False)
     for key, change in diff["metrics"].items():
         delta = f" ({change['delta']:+g})" if "delta" in change else ""
-        console.print(f"  metric {key}: {change['from']} → {change['to']}{delta}")
+        line = f"  metric {key}: {change['from']} → {change['to']}{delta}"
+        console.print(escape(line), emoji=False)
     params = diff["parameters"]
     if params and params.get("comparable"):
         seen = params["examples_seen"]
         console.print(f"  examples seen: {seen['from']} → {seen['to']}")
         for key, change in params["config_changes"].items():
-            console.print(f"  config {key}: {change['from']} → {change['to']}")
+            line = f"  config {key}: {change['from']} → {change['to']}"
+            console.print(escape(line), emoji=False)
         for item in params["largest_changes"][:10]:
             console.print(
                 f"  {item['name']}: L2 change {item['l2_delta']}, max {item['max_abs_delta']}"

@@ -48,24 +48,21 @@ def run(
     import logging
 
     import uvicorn
-    from rich.console import Console
 
     from agent_lightning.runtime.config import RuntimeConfigError, load_runtime_config
     from agent_lightning.runtime.service import create_runtime_app
 
-    err = Console(stderr=True)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_runtime_config(config)
         app = create_runtime_app(cfg, insecure_no_auth=insecure_no_auth)
     except (RuntimeConfigError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise _fail(str(exc), 2) from None
     edge = app.state.edge
     bind_host = host or cfg.listen.host
     bind_port = cfg.listen.port if port is None else port
     if insecure_no_auth:
-        err.print("[bold yellow]warning:[/] --insecure-no-auth: anyone who reaches it may use it")
+        _err.print("[bold yellow]warning:[/] --insecure-no-auth: anyone who reaches it may use it")
     print(
         f"agent-lightning runtime {cfg.name} listening on http://{bind_host}:{bind_port}\n"
         f"policy {edge.spec.name}: serving {edge.sync.describe()}; "
@@ -137,7 +134,7 @@ def bootstrap_policy(
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot write the policy: {exc}") from None
-    _console.print(f"[green]wrote[/] {path}")
+    _console.print(f"[green]wrote[/] {escape(str(path))}", emoji=False)
     _console.print("next: edit the replies, then `agent-lightning eval` with sample transcripts")
 
 
@@ -164,19 +161,28 @@ def _connectors_for(config: Any, spec: Any, offline: bool) -> Any:
         registry = ConnectorRegistry.from_config(config.connectors)
     except ConnectorError as exc:
         raise _fail(f"{exc}\n(or use --offline to evaluate without connectors)") from None
+    problems = spec.connector_problems(registry)  # the check `run` makes at start, too
+    if problems:
+        registry.close()
+        raise _fail("\n".join(problems))
     for name in used:
-        if name not in registry:
-            registry.close()
-            raise _fail(f"the policy uses connector {name!r}, which agent.yaml does not define")
         report = registry[name].test()
         if not report.ok:
             registry.close()
             raise _fail(
                 f"connector {name!r} is not usable: {'; '.join(report.problems)}\n"
-                "Start the service it points at (for the templates: the reference service), "
+                "Start the service it points at (for the templates: the reference service) and "
+                f"check its credentials{_credential_vars(config.connectors.get(name))}, "
                 "or use --offline to evaluate the policy and guardrails without calling anything."
             )
     return registry
+
+
+def _credential_vars(raw: Any) -> str:
+    """` (REFSERVICES_TOKEN)`: the environment variables a connector's auth reads, if any."""
+    auth = raw.get("auth") if isinstance(raw, dict) else None
+    names = [str(v) for k, v in (auth or {}).items() if str(k).endswith("_env") and v]
+    return f" ({', '.join(names)})" if names else ""
 
 
 def eval_project(
@@ -240,11 +246,12 @@ def eval_project(
             json_out.write_text(json.dumps(report.to_dict(), indent=2))
         except OSError as exc:
             raise _fail(f"cannot write {json_out}: {exc}") from None
-        _console.print(f"figures written to {json_out}")
+        _console.print(f"figures written to {escape(str(json_out))}", emoji=False)
 
 
 def _print_report(report: Any, show_turns: bool) -> None:
     from rich.table import Table
+    from rich.text import Text  # transcript text and errors are shown as written, not as markup
 
     mode = "offline: connector actions not run" if report.mode == "offline" else "connectors"
     table = Table(title=f"{report.policy}: {report.turns} turns ({mode})")
@@ -279,12 +286,12 @@ def _print_report(report: Any, show_turns: bool) -> None:
         )  # fmt: skip
         for r in shown:
             turns.add_row(
-                r.text[:60],
+                Text(r.text[:60]),
                 f"{r.expected_intent} / {r.expected_outcome}",
                 r.intent,
                 f"{r.confidence:.2f}",
                 r.outcome,
-                (r.error or "")[:80],
+                Text((r.error or "")[:80]),
             )
         _console.print(turns)
 

@@ -242,6 +242,8 @@ class RefStore:
             return self.get_ticket(int(cursor.lastrowid or 0)) or {}, True
 
     def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        if not -(2**63) <= ticket_id < 2**63:
+            return None  # no such ticket (SQLite cannot even bind the number: it was a 500)
         with self._lock:
             row = self._conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         return None if row is None else self._ticket(row)

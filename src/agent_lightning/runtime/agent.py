@@ -30,6 +30,7 @@ from agent_lightning.ingestion.schemas import (
     RewardSource,
 )
 from agent_lightning.runtime.actions import ExecutionContext, Generator, execute
+from agent_lightning.runtime.outbox import OutboxFullError
 from agent_lightning.runtime.spec import PolicySpec
 from agent_lightning.runtime.tracing import NO_TRACING, RuntimeTracer, set_attributes
 from agent_lightning.runtime.types import (
@@ -46,6 +47,11 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 32_000  # DecisionIn.context.text
 MAX_ERROR = 500
 _REMEMBERED_DECISIONS = 10_000
+
+
+class DecisionNotRecorded(ValueError):
+    """Feedback on a decision this runtime answered but could not record (e.g. the outbox was
+    full): the server never got the decision, so it would refuse the reward."""
 
 
 class AgentRuntime:
@@ -87,7 +93,8 @@ class AgentRuntime:
             if connectors is not None
             else None
         )
-        self._decisions: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        # decision id -> (intent, session id, recorded)
+        self._decisions: OrderedDict[str, tuple[str, str | None, bool]] = OrderedDict()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -147,6 +154,7 @@ class AgentRuntime:
                     "agl.escalated": response.escalated,
                     "agl.clarified": response.clarified,
                     "agl.error": response.error,
+                    "agl.recorded": response.recorded,
                 },
             )
             return response
@@ -350,10 +358,15 @@ class AgentRuntime:
             decision = self._decision(spec, choice, response, text, candidates, ran, probabilities)
         except ValueError:  # e.g. an id longer than the schema allows: log it, still answer
             log.exception("decision %s could not be recorded", response.decision_id)
+            response.recorded = False
         else:
-            self._safe(self.recorder.record_decision, decision)
+            response.recorded = self._safe(self.recorder.record_decision, decision)
         with self._lock:
-            self._decisions[response.decision_id] = (choice.intent, response.session_id)
+            self._decisions[response.decision_id] = (
+                choice.intent,
+                response.session_id,
+                response.recorded,
+            )
             while len(self._decisions) > _REMEMBERED_DECISIONS:
                 self._decisions.popitem(last=False)
 
@@ -415,7 +428,7 @@ class AgentRuntime:
             user_id=user_id,
             latency_ms=round((self.clock() - start) * 1000.0, 3),
         )
-        self._safe(
+        response.recorded = self._safe(
             self.recorder.record_event,
             EventIn(
                 id=decision_id,
@@ -429,12 +442,16 @@ class AgentRuntime:
         return response
 
     @staticmethod
-    def _safe(record: Callable[[Any], None], item: Any) -> None:
-        # The customer gets an answer even when recording fails; the failure goes to the log.
+    def _safe(record: Callable[[Any], None], item: Any) -> bool:
+        """Record `item`; False if it was not kept. The customer gets an answer either way."""
         try:
             record(item)
+        except OutboxFullError:
+            return False  # the outbox logs once when it fills up and counts what it drops
         except Exception:  # noqa: BLE001
             log.exception("recording %s failed", type(item).__name__)
+            return False
+        return True
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -456,6 +473,12 @@ class AgentRuntime:
         with self._lock:
             spec = self._spec
             known = self._decisions.get(decision_id)
+        if known is not None and not known[2]:
+            raise DecisionNotRecorded(
+                f"decision {decision_id!r} was answered but not recorded (the outbox was full, "
+                "or the record was refused: see the runtime's log), so the server cannot take "
+                "feedback on it"
+            )
         if correct_intent is not None and correct_intent not in spec.intent_names:
             raise ValueError(
                 f"correct_intent {correct_intent!r} is not an intent of policy {spec.name!r} "

@@ -106,10 +106,19 @@ def bootstrap_qna(name: str, pairs: Sequence[tuple[str, str]]) -> str:
         raise BootstrapError("give at least one question/answer pair")
     taken: set[str] = {"escalate"}
     intents = []
+    asked: dict[str, int] = {}
     for n, (question, answer) in enumerate(pairs, 1):
         question, answer = question.strip(), answer.strip()
         if not question or not answer:
             raise BootstrapError(f"pair {n}: the question and the answer must not be empty")
+        # Two intents with the same utterance split its score: neither would be confident.
+        key = " ".join(re.findall(r"\w+", question.casefold())) or question.casefold()
+        if key in asked:
+            raise BootstrapError(
+                f"pair {n}: the question {question!r} repeats pair {asked[key]}; give each "
+                "question once, with one answer"
+            )
+        asked[key] = n
         intents.append(
             {
                 "name": _intent_name(question, taken),

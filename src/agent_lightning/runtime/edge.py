@@ -362,6 +362,18 @@ def _required(manifest: Mapping[str, Any]) -> set[int]:
     return needed
 
 
+def _http_error(response: httpx.Response) -> str:
+    """``HTTP 404 not_found: policy 'x' not found`` from a server error body, without its
+    per-request ``request_id`` (so the same error reads the same on every poll)."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, Mapping) and error.get("message"):
+        return f"HTTP {response.status_code} {error.get('code') or 'error'}: {error['message']}"
+    return f"HTTP {response.status_code} {response.text[:200]}"
+
+
 def load_policy_from_bundle(bundle: Bundle) -> Any:
     """The learned policy inside a verified bundle; an untrained version (no artifact) gets a
     fresh policy from the bundle's spec, which scores zero-shot."""
@@ -562,9 +574,10 @@ class PolicySync:
         self.status.server_reachable = True
         if response.status_code == 304:
             self.status.last_sync_at = time.time()
+            self.status.last_error = None
             return "not_modified"
         if response.status_code != 200:
-            message = f"GET /v1/runtime/manifest: HTTP {response.status_code} {response.text[:200]}"
+            message = f"GET /v1/runtime/manifest: {_http_error(response)}"
             if message != self.status.last_error:
                 log.warning("%s; serving the last good state", message)
             self.status.last_error = message
@@ -576,6 +589,8 @@ class PolicySync:
             return "error"
         outcome = self._adopt(manifest, response.headers.get("ETag"))
         self.status.last_sync_at = time.time()
+        if outcome in ("updated", "unchanged"):
+            self.status.last_error = None  # /v1/status shows what is wrong now, not what was
         return outcome
 
     def _unreachable(self, exc: BaseException) -> str:
@@ -611,7 +626,9 @@ class PolicySync:
         if not isinstance(manifest, dict) or manifest.get("policy") != self.policy_name:
             self._refuse(f"the server sent a manifest that is not for {self.policy_name}")
             return "refused"
-        if manifest == current.manifest:
+        # The same manifest is only "unchanged" when every version it needs verified: after a
+        # start with a missing or corrupt bundle on disk, this poll is what repairs it.
+        if manifest == current.manifest and _required(manifest) <= set(current.bundles):
             if etag != current.etag:
                 self._swap(replace(current, etag=etag))
                 self._persist(self._state)

@@ -132,6 +132,9 @@ class Outbox:
         self._db.executescript(_SCHEMA)
         self._pending = self._count("outbox")
         self._warned = False
+        self._full = False  # refusing records now (logged once per episode)
+        self._dropped_before = 0  # `dropped_full` when this episode began
+        self.dropped_full = 0  # records refused since start because the outbox was full
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
@@ -168,9 +171,21 @@ class Outbox:
             if self._closed:
                 raise OutboxClosedError("the outbox is closed")
             if self._pending >= self.max_records:
-                raise OutboxFullError(
+                self.dropped_full += 1
+                message = (
                     f"the outbox holds {self._pending} undelivered records (limit "
                     f"{self.max_records}); is the server reachable? ({self.last_error})"
+                )
+                if not self._full:  # one line when it fills up, not one per record refused
+                    self._full, self._dropped_before = True, self.dropped_full - 1
+                    log.error("%s: new records are not kept until it drains", message)
+                raise OutboxFullError(message)
+            if self._full:
+                self._full = False
+                log.warning(
+                    "outbox %s has room again; %d record(s) were not kept while it was full",
+                    self.path,
+                    self.dropped_full - self._dropped_before,
                 )
             try:
                 self._db.execute(
@@ -274,6 +289,7 @@ class Outbox:
             "rejected": self._count("rejected"),
             "sent": self.sent_total(),
             "max_records": self.max_records,
+            "dropped_full": self.dropped_full,
             "last_upload_at": self.last_upload_at,
             "last_error": self.last_error,
             "server_reachable": self.server_reachable,

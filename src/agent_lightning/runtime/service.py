@@ -164,9 +164,25 @@ class EdgeRuntime:
             self.registry = (
                 ConnectorRegistry.from_config(config.connectors, env) if config.connectors else None
             )
+        except ConnectorError as exc:
+            self.outbox.close(0)
+            raise ServiceConfigError(str(exc)) from None
+        if self.registry is None:
+            # A runtime without connectors is a choice (their actions escalate); say so once.
+            for problem in self.spec.connector_problems(None):
+                log.warning("%s: those actions will escalate", problem)
+        elif problems := self.spec.connector_problems(self.registry):
+            # A typo in a connector or endpoint name: refuse now, as `eval` does, rather than
+            # escalate every message that needs it.
+            self.outbox.close(0)
+            self.registry.close()
+            raise ServiceConfigError("\n".join(problems))
+        try:
             self.kb_fetch = kb_export_fetcher(config.connectors, env=env) if self.registry else None
         except ConnectorError as exc:
             self.outbox.close(0)
+            if self.registry is not None:
+                self.registry.close()
             raise ServiceConfigError(str(exc)) from None
         self.sync = PolicySync(
             state,
@@ -334,6 +350,8 @@ def create_runtime_app(
 
     @app.post("/v1/feedback", dependencies=guarded)
     async def feedback(body: FeedbackIn) -> JSONResponse:
+        from agent_lightning.runtime.agent import DecisionNotRecorded
+
         if body.resolved is None and body.value is None and body.correct_intent is None:
             return _error(422, "invalid_request", "give resolved, value or correct_intent")
         try:
@@ -347,6 +365,8 @@ def create_runtime_app(
             )
         except OutboxFullError as exc:
             return _error(503, "outbox_full", str(exc))
+        except DecisionNotRecorded as exc:
+            return _error(409, "decision_not_recorded", str(exc))
         except ValueError as exc:
             return _error(422, "invalid_request", str(exc))
         return JSONResponse(

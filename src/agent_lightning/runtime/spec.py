@@ -16,10 +16,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
 from agent_lightning import learning
@@ -35,6 +35,8 @@ DEFAULT_LEARNER: dict[str, Any] = {
 }
 
 MAX_DESCRIPTION = 2000
+# Values a policy file may expand to: YAML aliases can make a few lines stand for billions.
+MAX_VALUES = 100_000
 
 Path_ = tuple[str | int, ...]
 
@@ -135,11 +137,19 @@ class IntentSpec(_Model):
         return learning.Action(self.name, ". ".join(p for p in parts if p)[:MAX_DESCRIPTION])
 
 
+def _phrase(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a phrase must not be empty or blank (it would match every message)")
+    return value
+
+
 class RuleSpec(_Model):
     """An override checked before the scorer: any phrase (case-insensitive) or a regex."""
 
-    contains: list[str] | None = Field(default=None, min_length=1)
-    pattern: str | None = None
+    contains: list[Annotated[str, AfterValidator(_phrase)]] | None = Field(
+        default=None, min_length=1
+    )
+    pattern: str | None = Field(default=None, min_length=1)  # "" would match every message
     intent: str = Field(min_length=1)
 
     @_model_validator(mode="after")
@@ -165,9 +175,10 @@ class EscalationSpec(_Model):
     message: str = "I'm handing you to a colleague."
 
 
+# Numbers are strict: in lax mode `true` would read as 1 (or 1.0) and change behaviour silently.
 class ParametersSpec(_Model):
-    maxRetries: int = Field(default=2, ge=0, le=10)
-    timeoutMs: int = Field(default=3000, ge=100, le=60_000)
+    maxRetries: int = Field(default=2, ge=0, le=10, strict=True)
+    timeoutMs: int = Field(default=3000, ge=100, le=60_000, strict=True)
 
 
 class PolicySpec(_Model):
@@ -176,11 +187,11 @@ class PolicySpec(_Model):
     apiVersion: Literal["agent-lightning/v1"] = "agent-lightning/v1"
     kind: Literal["AgentPolicy"] = "AgentPolicy"
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    version: int = Field(default=1, ge=1)
+    version: int = Field(default=1, ge=1, strict=True)
     description: str = ""
     decision_point: str = Field(default="intent", min_length=1, max_length=200)
     learner: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_LEARNER))
-    confidence_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    confidence_threshold: float = Field(default=0.35, ge=0.0, le=1.0, strict=True)
     low_confidence: Literal["clarify", "escalate"] = "clarify"
     clarify_message: str = Field(
         default="Could you tell me a bit more about what you need?", min_length=1
@@ -214,6 +225,41 @@ class PolicySpec(_Model):
     def runtime_parameters(self) -> dict[str, Any]:
         """The parameters `update_policy` may change, with their starting values."""
         return {**self.parameters.model_dump(), "confidence_threshold": self.confidence_threshold}
+
+    def connector_problems(self, connectors: Any | None) -> list[str]:
+        """The connectors and endpoints the actions name that `connectors` (a
+        `ConnectorRegistry`; None: agent.yaml defines none) lacks. `eval` and `run` refuse a
+        policy with any, rather than escalate every message that needs one."""
+        calls = [
+            (intent.name, a.params["connector"], a.params.get("endpoint"))
+            for intent in self.intents
+            for a in intent.actions
+            if "connector" in a.params
+        ]
+        if not calls:
+            return []
+        if connectors is None:
+            used = sorted({c for _, c, _ in calls})
+            return [f"the policy calls connectors ({', '.join(used)}) but agent.yaml defines none"]
+        problems: list[str] = []
+        for intent, name, endpoint in calls:
+            if name not in connectors:
+                defined = ", ".join(sorted(connectors)) or "none"
+                problem = (
+                    f"the policy uses connector {name!r}, which agent.yaml does not define "
+                    f"(intent {intent}; connectors: {defined})"
+                )
+            elif endpoint is not None and endpoint not in connectors[name].endpoints:
+                problem = (
+                    f"the policy uses endpoint {endpoint!r} of connector {name!r}, which "
+                    f"agent.yaml does not define (intent {intent}; endpoints: "
+                    f"{', '.join(connectors[name].endpoints) or 'none'})"
+                )
+            else:
+                continue
+            if problem not in problems:
+                problems.append(problem)
+        return problems
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -253,12 +299,30 @@ def _compose(text: str, file: str) -> tuple[Any, _Lines, list[SpecProblem]]:
     constructor = yaml.constructor.SafeConstructor()
     lines = _Lines()
     problems: list[SpecProblem] = []
+    budget = [MAX_VALUES]
 
     def walk(node: yaml.Node, path: Path_) -> Any:
         lines.lines.setdefault(path, node.start_mark.line + 1)
+        budget[0] -= 1
+        if budget[0] < 0:  # an alias bomb would otherwise take minutes and gigabytes
+            raise PolicySpecError(
+                [
+                    SpecProblem(
+                        file,
+                        node.start_mark.line + 1,
+                        "",
+                        f"the file expands to more than {MAX_VALUES:,} values "
+                        "(nested YAML aliases?)",
+                    )
+                ]
+            )
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    line = key_node.start_mark.line + 1
+                    problems.append(SpecProblem(file, line, _fmt(path), "keys must be scalars"))
+                    continue
                 key = constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool):
                     line = key_node.start_mark.line + 1

@@ -88,6 +88,9 @@ class AgentResponse:
     session_id: str | None = None
     user_id: str | None = None
     latency_ms: float = 0.0
+    # False when the decision could not be recorded (e.g. the outbox was full): the answer
+    # stands, but the server will never know `decision_id`, so feedback on it is refused.
+    recorded: bool = True
 
     @property
     def resolved(self) -> bool:
