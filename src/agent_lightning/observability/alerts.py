@@ -8,15 +8,15 @@ judged for lack of data counts as not holding: an alert is a claim, and no data 
 
 Evaluation runs on one background thread (`start`/`stop`, wired to the server's lifespan) and
 can be driven directly with `evaluate_once()`; time comes from an injected clock. Notifications
-go out from a second thread so a slow webhook never delays evaluation. Several replicas may
-evaluate the same rules: the open-episode key is unique per app, so only one replica opens (and
-only one closes) each episode, and only it notifies (see `firings`).
+go out from other threads, one per app with something to send, so a slow webhook never delays
+evaluation or another app's notifications. Several replicas may evaluate the same rules: the
+open-episode key is unique per app, so only one replica opens (and only one closes) each
+episode, and only it notifies (see `firings`).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -286,8 +286,20 @@ class AlertEvaluator:
 # -- delivery ---------------------------------------------------------------------------------
 
 
+_Notification = tuple[str, str, str, dict[str, Any] | None]  # app, firing id, event, alert
+
+
 class Notifier:
-    """Sends queued notifications to each app's webhook, on its own thread."""
+    """Sends queued notifications to each app's webhook, on a thread of that app's own.
+
+    Each app has its own queue (a lane), drained in order by a thread that starts when something
+    is queued and ends once the lane is empty. A slow or failing webhook (its retries can take
+    minutes) so delays only its own app's notifications, and an app's `alert.firing` still goes
+    out before its `alert.resolved`. A notification carries the episode as it was when queued,
+    and its delivery status is recorded only while the episode is still in that state: a late
+    `alert.firing` (from this replica or another) cannot overwrite the delivery status of the
+    `alert.resolved` that followed it.
+    """
 
     def __init__(
         self,
@@ -300,79 +312,134 @@ class Notifier:
         self.firings = firings
         self.client = client
         self.metrics = metrics
-        self._queue: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._lanes: dict[str, deque[_Notification]] = {}
+        self._draining: set[str] = set()  # apps whose lane has a thread
+        self._pending = 0  # queued or being delivered
+        self._running = False
 
     def notify(self, app_id: str, firing_id: str, event: str) -> None:
-        self._queue.put((app_id, firing_id, event))
+        try:
+            row = self.firings.get(app_id, firing_id)
+        except Exception:  # noqa: BLE001 - still queue it; delivery reads the row again
+            log.exception("reading alert %s for its notification failed", firing_id)
+            row = None
+        alert = _alert(row) if row is not None else None
+        with self._cond:
+            self._lanes.setdefault(app_id, deque()).append((app_id, firing_id, event, alert))
+            self._pending += 1
+            if self._running:
+                self._drain_lane(app_id)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name="agl-alert-webhooks", daemon=True
-            )
-            self._thread.start()
+        with self._cond:
+            self._running = True
+            for app_id in list(self._lanes):
+                self._drain_lane(app_id)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=timeout)
-            self._thread = None
+        """Deliver what is queued, for at most `timeout` seconds in all; the rest stays queued."""
+        with self._cond:
+            if not self._running:
+                return
+            self._cond.wait_for(lambda: self._pending == 0, timeout)
+            self._running = False  # each lane stops after the delivery it is making
+            left = sum(len(lane) for lane in self._lanes.values())
+        if left:
+            log.warning("%d alert notifications were not delivered before shutdown", left)
 
     def close(self) -> None:
         """Release the HTTP client (after `stop`, when the process is done with alerts)."""
         self.client.close()
 
-    def join(self) -> None:
+    def join(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far has been handled (for tests and shutdown)."""
-        self._queue.join()
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
     def run_pending(self) -> int:
-        """Deliver what is queued on the calling thread (when no worker thread runs)."""
+        """Deliver what is queued on the calling thread (for lanes that no thread drains)."""
         done = 0
         while True:
+            with self._cond:
+                lane = next(
+                    (q for app_id, q in self._lanes.items() if q and app_id not in self._draining),
+                    None,
+                )
+                if lane is None:
+                    return done
+                item = lane.popleft()
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return done
-            try:
-                if item is not None:
-                    self.deliver(*item)
-                    done += 1
+                self.deliver(*item)
+                done += 1
             finally:
-                self._queue.task_done()
+                self._done()
 
-    def _loop(self) -> None:
+    def _drain_lane(self, app_id: str) -> None:
+        """Start a thread on the app's lane unless one runs (the caller holds the lock)."""
+        if app_id in self._draining or not self._lanes.get(app_id):
+            return
+        self._draining.add(app_id)
+        threading.Thread(
+            target=self._drain, args=(app_id,), name=f"agl-alert-webhooks-{app_id}", daemon=True
+        ).start()
+
+    def _drain(self, app_id: str) -> None:
         while True:
-            item = self._queue.get()
-            try:
-                if item is None:
+            with self._cond:
+                lane = self._lanes.get(app_id)
+                if not lane or not self._running:
+                    self._draining.discard(app_id)
+                    if not lane:
+                        self._lanes.pop(app_id, None)
                     return
+                item = lane.popleft()
+            try:
                 self.deliver(*item)
             except Exception:  # noqa: BLE001 - one bad delivery must not stop the others
                 log.exception("alert delivery failed")
             finally:
-                self._queue.task_done()
+                self._done()
 
-    def deliver(self, app_id: str, firing_id: str, event: str) -> None:
-        row = self.firings.get(app_id, firing_id)
-        if row is None:
-            return
+    def _done(self) -> None:
+        with self._cond:
+            self._pending -= 1
+            self._cond.notify_all()
+
+    def deliver(
+        self, app_id: str, firing_id: str, event: str, alert: dict[str, Any] | None = None
+    ) -> None:
+        """Send one notification: `alert` as queued (None: the episode as it is now)."""
+        if alert is None:
+            row = self.firings.get(app_id, firing_id)
+            if row is None:
+                return
+            alert = _alert(row)
+        # The state the episode is in while this notification is the one it is waiting for.
+        state = "resolved" if event == "alert.resolved" else "firing"
         url, secret = self.rules.webhook(app_id)
         if not url:
-            self.firings.set_delivery(app_id, firing_id, "none", 0, None)
+            self.firings.set_delivery(app_id, firing_id, "none", 0, None, if_status=state)
             return
         payload = {
             "type": event,
             "app_id": app_id,
-            "alert": public_firing(row),
+            "alert": alert,
             "sent_at": utcnow().isoformat(),
         }
-        payload["alert"].pop("delivery")
         result = self.client.send(url, secret, payload, f"{firing_id}:{event}")
         status = "delivered" if result.ok else "failed"
-        self.firings.set_delivery(app_id, firing_id, status, result.attempts, result.error)
+        self.firings.set_delivery(
+            app_id, firing_id, status, result.attempts, result.error, if_status=state
+        )
         if self.metrics is not None:
             self.metrics.alert_notifications.labels(status).inc()
         if not result.ok:
             log.warning("alert %s for app %s was not delivered: %s", event, app_id, result.error)
+
+
+def _alert(row: Any) -> dict[str, Any]:
+    """The episode as a notification shows it (its delivery status is not part of it)."""
+    alert = public_firing(row)
+    alert.pop("delivery")
+    return alert

@@ -18,8 +18,13 @@ rows added since the last one (a primary-key range), joining rewards to decision
 `(app_id, decision_id)` index, so a scrape costs in proportion to new rows, not table size. Results
 are cached for `ttl` seconds. On PostgreSQL, rows are read one refresh behind the newest primary
 key, so a transaction that took a key earlier but committed later is not skipped. Totals are since
-the table began; rows removed by retention stay counted. Only the newest `max_versions` versions of
-each policy are exposed, which keeps the series count bounded.
+the table began; rows removed by retention stay counted.
+
+The series count (and the memory behind it) is bounded, because a decision may name any policy:
+only the newest `max_versions` versions of each policy are kept. Policies registered for the app
+always get a label of their own. Other names get one only for the first `max_policies` of each
+app. Decisions naming any further unregistered policy are counted under `policy="<other>"`
+(version `none`). That label cannot be a registered policy's name.
 
 Learning tasks: `agl_learning_tasks{app_id,status}` (current count per status) and
 `agl_learning_task_duration_seconds{app_id,outcome}` (a histogram over finished tasks).
@@ -40,11 +45,12 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import aliased
 
-from agent_lightning.store import Decision, Reward, Store, Task
+from agent_lightning.store import Decision, Policy, Reward, Store, Task
 
 log = logging.getLogger("agent_lightning.observability")
 
 ESCALATION_ACTIONS = ("escalate",)
+OTHER_POLICY = "<other>"  # unregistered policies past the cap (policy names are [A-Za-z0-9._-])
 TASK_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
@@ -91,6 +97,7 @@ class PolicyStats:
         chunk: int = 50_000,
         max_rows_per_refresh: int = 1_000_000,
         max_versions: int = 5,
+        max_policies: int = 20,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -98,9 +105,12 @@ class PolicyStats:
         self.chunk = chunk
         self.max_rows_per_refresh = max_rows_per_refresh
         self.max_versions = max_versions
+        self.max_policies = max_policies
         self.monotonic = monotonic
         self._lock = threading.Lock()
         self._stats: dict[Key, VersionStats] = {}
+        self._registered: set[tuple[str, str]] = set()  # (app_id, policy name)
+        self._unregistered: dict[str, set[str]] = {}  # app_id -> names with a label of their own
         self._marks = {"decisions": 0, "rewards": 0}
         self._seen_max = {"decisions": 0, "rewards": 0}
         self._fresh_until = float("-inf")
@@ -177,6 +187,7 @@ class PolicyStats:
         with self.store.session() as s:
             max_decision = int(s.scalar(select(func.max(Decision.pk))) or 0)
             max_reward = int(s.scalar(select(func.max(Reward.pk))) or 0)
+            self._registered = {(a, n) for a, n in s.execute(select(Policy.app_id, Policy.name))}
         self._advance("decisions", self._target("decisions", max_decision), self._decision_rows)
         self._advance("rewards", self._target("rewards", max_reward), self._reward_rows)
 
@@ -185,11 +196,25 @@ class PolicyStats:
         while self._marks[table] < target and budget > 0:
             low = self._marks[table]
             high = min(target, low + self.chunk)
-            for row in rows(low, high):
-                stats = self._stats.setdefault((row[0], row[1] or "", row[2]), VersionStats())
+            # Sorted, so which names get a label does not depend on the database's row order.
+            for row in sorted(rows(low, high), key=lambda r: (r[0], r[1] or "", r[2] or 0)):
+                stats = self._stats.setdefault(
+                    self._key(row[0], row[1] or "", row[2]), VersionStats()
+                )
                 _accumulate(table, stats, row)
+            self._stats = self._bounded(self._stats)  # older versions are never shown again
             self._marks[table] = high
             budget -= high - low
+
+    def _key(self, app_id: str, policy: str, version: int | None) -> Key:
+        """The series a row counts in: its policy's, or the app's overflow bucket."""
+        if not policy or (app_id, policy) in self._registered:
+            return app_id, policy, version
+        named = self._unregistered.setdefault(app_id, set())
+        if policy != OTHER_POLICY and (policy in named or len(named) < self.max_policies):
+            named.add(policy)
+            return app_id, policy, version
+        return app_id, OTHER_POLICY, None
 
     def _decision_rows(self, low: int, high: int) -> list[Any]:
         escalated = escalated_clause(self.store.dialect)

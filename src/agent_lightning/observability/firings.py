@@ -140,14 +140,30 @@ class Firings:
             )
 
     def set_delivery(
-        self, app_id: str, firing_id: str, status: str, attempts: int, error: str | None
-    ) -> None:
+        self,
+        app_id: str,
+        firing_id: str,
+        status: str,
+        attempts: int,
+        error: str | None,
+        *,
+        if_status: str | None = None,
+    ) -> bool:
+        """Record how a notification went; with `if_status`, only while the episode is in it.
+
+        A notification for `firing` that ends after the episode resolved is then not recorded:
+        the delivery status belongs to the `resolved` notification by then. False if not recorded.
+        """
+        conditions = [AlertFiring.app_id == app_id, AlertFiring.id == firing_id]
+        if if_status is not None:
+            conditions.append(AlertFiring.status == if_status)
         with self.store.session() as s:
-            s.execute(
+            result = s.execute(
                 update(AlertFiring)
-                .where(AlertFiring.app_id == app_id, AlertFiring.id == firing_id)
+                .where(*conditions)
                 .values(delivery_status=status, delivery_attempts=attempts, delivery_error=error)
             )
+            return bool(result.rowcount)
 
     def list(
         self,

@@ -2,8 +2,9 @@
 
 A registry per instance (never the process-global default) keeps two apps in one process, as in
 the tests, from sharing counters. Labels are bounded by construction: route *templates* (never raw
-paths), status classes, record kinds, PII types, tenant (app) ids, policy names and a bounded
-number of versions. No user id, session id or record id is ever a label.
+paths), status classes, record kinds, PII types, tenant (app) ids, policy names (a bounded number
+per app, see `db_stats`) and a bounded number of versions. No user id, session id or record id is
+ever a label.
 
 What each family means is in its help text; the per-policy-version and learning-task families are
 read from the database at scrape time (see `db_stats`).

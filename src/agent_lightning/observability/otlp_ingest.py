@@ -133,13 +133,13 @@ def decode(body: bytes, fmt: str) -> ExportTraceServiceRequest:
         return message
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested past the parser's limit
         raise OtlpError(400, "malformed_json", "the body is not valid JSON") from None
     if not isinstance(document, dict):
         raise OtlpError(400, "malformed_otlp", "an OTLP JSON body is an object: {resourceSpans}")
     try:
         json_format.ParseDict(_hex_ids_to_base64(document), message, ignore_unknown_fields=True)
-    except (json_format.ParseError, TypeError, ValueError) as exc:
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
         raise OtlpError(400, "malformed_otlp", f"the OTLP JSON is not valid: {exc}") from None
     return message
 
@@ -242,11 +242,14 @@ def normalize(message: ExportTraceServiceRequest, max_spans: int) -> Normalized:
                     reasons[f"at most {max_spans} spans per request"] = None
                     continue
                 problem = _problem(span)
+                if not problem:
+                    row = _row(span, resource, service, scope)
+                    problem = _text_problem(row)
                 if problem:
                     rejected += 1
                     reasons[problem] = None
                     continue
-                rows.append(_row(span, resource, service, scope))
+                rows.append(row)
     return Normalized(rows, rejected, list(reasons))
 
 
@@ -259,6 +262,19 @@ def _problem(span: Any) -> str | None:
         return "parent_span_id must be 8 bytes"
     if not 0 < span.start_time_unix_nano < _MAX_NANOS or span.end_time_unix_nano >= _MAX_NANOS:
         return "start_time_unix_nano must be set (and a real time)"
+    return None
+
+
+# Stored in text columns: PostgreSQL cannot hold NUL there, and the ingestion pipeline refuses
+# NUL everywhere, so a span with one is refused (the attributes are JSON, which escapes it).
+_TEXT_COLUMNS = ("name", "status_message", "service_name", "scope_name", "session_id", "user_id")
+
+
+def _text_problem(row: dict[str, Any]) -> str | None:
+    for column in _TEXT_COLUMNS:
+        value = row.get(column)
+        if isinstance(value, str) and "\x00" in value:
+            return f"{column} must not contain NUL (\\x00) characters"
     return None
 
 

@@ -11,7 +11,9 @@ Each notification is one `POST` of a JSON body with these headers:
 
 Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff (honouring a
 short `Retry-After`); any other 4xx is final. Redirects are not followed, and addresses that are
-link-local (cloud metadata endpoints live there) are refused, at configuration and at delivery.
+link-local (cloud metadata endpoints live there) are refused, at configuration and at delivery,
+also when written another way that reaches them: an IPv6 address that embeds an IPv4 one
+(`::ffff:169.254.169.254`, NAT64, 6to4, Teredo) or a numeric IPv4 form (`2852039166`).
 """
 
 from __future__ import annotations
@@ -63,12 +65,48 @@ def check_url(url: str, *, resolve: bool = False) -> None:
         except OSError as exc:
             raise WebhookRefused(f"cannot resolve {host!r}: {exc}") from None
     for address in addresses:
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
+        ip = _address(address)
+        if ip is None:
             continue  # a name, checked once resolved
-        if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
-            raise WebhookRefused(f"the webhook address {ip} is not allowed (link-local)")
+        for reached in (ip, _embedded_ipv4(ip)):
+            if reached is not None and (
+                reached.is_link_local or reached.is_multicast or reached.is_unspecified
+            ):
+                via = f" (it reaches {reached})" if reached is not ip else ""
+                raise WebhookRefused(f"the webhook address {ip}{via} is not allowed (link-local)")
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _address(text: str) -> _IPAddress | None:
+    """The IP address a URL's host (or a resolved address) is, or None for a name."""
+    try:
+        return ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        pass
+    try:  # the resolver reads 2852039166, 0xa9fea9fe or 169.254.43518 as IPv4 addresses too
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except (OSError, ValueError):
+        return None
+
+
+def _embedded_ipv4(ip: _IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and reaches (mapped, 6to4, Teredo, NAT64)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,14 @@ export async function api(path, { method = "GET", params, body, token } = {}) {
 
 async function finish(token, kind, expiresIn) {
   const me = await api("/v1/me", { token });
+  // End the session a little before the token does (clock skew, requests in flight), but by at
+  // most a tenth of its lifetime: a fixed 15 s would end a short-lived token's session at once.
+  const margin = Math.min(15, expiresIn * 0.1);
   const session = {
     token,
     kind,
     me,
-    expires_at: expiresIn ? Date.now() + (expiresIn - 15) * 1000 : null,
+    expires_at: expiresIn ? Date.now() + (expiresIn - margin) * 1000 : null,
   };
   sessionStorage.setItem(KEY, JSON.stringify(session));
   return session;

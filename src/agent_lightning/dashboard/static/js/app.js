@@ -21,13 +21,21 @@ const root = document.getElementById("app");
 let cleanup = null;
 let signOutNotice = "";
 
+function decodeSegment(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment; // a malformed %-escape (typed or truncated): keep the segment as it is
+  }
+}
+
 function parseHash() {
   const raw = window.location.hash.replace(/^#\/?/, "");
   const [path, query = ""] = raw.split("?");
   const [name, ...rest] = path.split("/");
   return {
     name: name || "",
-    rest: rest.map((p) => decodeURIComponent(p)),
+    rest: rest.map(decodeSegment),
     params: Object.fromEntries(new URLSearchParams(query)),
   };
 }

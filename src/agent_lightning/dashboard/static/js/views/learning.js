@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { PALETTE, columns, lineChart, lineage } from "../charts.js";
-import { code, emptyState, fmtInt, fmtNum, fmtPct, h, timeCell } from "../dom.js";
+import { append, clear, code, emptyState, fmtInt, fmtNum, fmtPct, h, timeCell } from "../dom.js";
 
 function panel(title, subtitle, ...body) {
   return h("section.panel", h("header", h("div", h("h2", title), subtitle ? h("p", subtitle) : null)), body);
@@ -124,11 +124,11 @@ function policyView(policy) {
     const live = policy.versions.find((v) => v.live);
     const select = (number) => {
       const v = policy.versions.find((row) => row.version === number);
-      details.replaceChildren(versionDetails(v));
+      append(clear(details), [versionDetails(v)]); // skips a null, which replaceChildren prints
       lineage(lineageEl, { versions: lineageInput(policy), onSelect: select, selected: number });
     };
     lineage(lineageEl, { versions: lineageInput(policy), onSelect: select });
-    if (live) details.replaceChildren(versionDetails(live));
+    if (live) append(clear(details), [versionDetails(live)]);
   }
   return wrap;
 }

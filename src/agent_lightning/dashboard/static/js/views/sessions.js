@@ -2,7 +2,7 @@
 // probability of every candidate action, rewards, model calls and trace spans.
 
 import { api } from "../api.js";
-import { code, emptyState, fmtInt, fmtMs, fmtNum, fmtPct, fmtTime, h, redactedText, timeCell } from "../dom.js";
+import { append, code, emptyState, fmtInt, fmtMs, fmtNum, fmtPct, fmtTime, h, redactedText, timeCell } from "../dom.js";
 
 const KIND = {
   event: { label: "Message", color: "#4f46e5", letter: "M" },
@@ -123,7 +123,7 @@ function item(it) {
     const version = it.policy && it.policy.version ? `${it.policy.name} v${it.policy.version}` : "uniform (no live version)";
     meta.append(h("span", `at ${it.decision_point}`), h("span.badge", version));
     body.append(h("div.text", "Chose ", h("b", it.action_id), ` with probability ${fmtPct(it.propensity)}`));
-    body.append(probabilities(it));
+    append(body, [probabilities(it)]); // null when there are none: the DOM's append would print "null"
     const text = it.context && (it.context.text || it.context.query || it.context.message);
     if (text) body.append(h("details", h("summary", "context"), h("div.text", { style: { marginTop: "6px" } }, redactedText(text))));
   } else if (it.type === "reward") {
@@ -135,7 +135,7 @@ function item(it) {
     if (it.usage && it.usage.total_tokens) meta.append(h("span", `${fmtInt(it.usage.total_tokens)} tokens`));
     body.append(h("details", h("summary", "request and response (redacted)"), h("pre.json", JSON.stringify({ request: it.request, response: it.response, error: it.error || undefined }, null, 2))));
   } else if (it.type === "span") {
-    meta.append(h("span", fmtMs(it.duration_ms)), it.status && it.status.code === "error" ? h("span.badge.bad", "error") : null);
+    append(meta, [h("span", fmtMs(it.duration_ms)), it.status && it.status.code === "error" ? h("span.badge.bad", "error") : null]);
     body.append(h("div.text", h("span.mono", it.name)), h("details", h("summary", "attributes"), h("pre.json", JSON.stringify(it.attributes || {}, null, 2))));
   }
   return h("li", { dataset: { type: it.type } }, h("span.dot", { style: { background: kind.color } }, kind.letter), body);
