@@ -163,6 +163,17 @@ def test_rewards_need_a_known_decision_a_finite_value_in_range(
     }
 
 
+def test_a_logged_decisions_policy_name_is_a_name_not_free_text(
+    pipeline: DataIngestionPipeline,
+) -> None:
+    result = pipeline.ingest_decisions(
+        "acme",
+        [_decision(policy_name="support-ticket"), _decision(policy_name="session 8c1f <x>")],
+    )
+    assert [a.index for a in result.accepted] == [0]
+    assert result.rejected[0].index == 1 and "policy_name" in result.rejected[0].message
+
+
 def test_a_correction_must_name_an_action_the_decision_offered(
     pipeline: DataIngestionPipeline,
 ) -> None:

@@ -25,6 +25,9 @@ NoNul = AfterValidator(_no_nul)
 RecordId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=200), NoNul]
 ShortText = Annotated[str, Field(max_length=200), NoNul]
+# A policy's name as the server and runtimes give it: metrics label decisions by it, so free
+# text here (a session id, say) would be an unbounded set of series.
+PolicyName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$")]
 LongText = Annotated[str, Field(max_length=32_000), NoNul]
 
 MAX_ATTRIBUTES_BYTES = 16_384
@@ -57,7 +60,7 @@ class EventIn(_Strict):
     intent_prediction: ShortText | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     feedback_score: float | None = None
-    policy_name: ShortText | None = None
+    policy_name: PolicyName | None = None
     policy_version: int | None = Field(default=None, ge=1)
     timestamp: datetime | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
@@ -126,7 +129,7 @@ class DecisionIn(_Strict):
     action_id: Name
     propensity: float = Field(gt=0.0, le=1.0)
     probabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
-    policy_name: ShortText | None = None
+    policy_name: PolicyName | None = None
     policy_version: int | None = Field(default=None, ge=1)
     session_id: ShortText | None = None
     user_id: ShortText | None = None
