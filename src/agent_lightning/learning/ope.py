@@ -236,7 +236,13 @@ def _use_corrections(
     the others, and the observed reward for the one taken. With those as the reward model the
     doubly robust term is exact (its correction term is zero), so such rows add no
     importance-weighting noise to the estimate.
+
+    Only when every row carries one: where corrections come for some rows only (typically the
+    wrong answers a person fixed), which rows get the exact model depends on the outcome, and
+    the estimate is biased (it can exceed the reward range). Then the model is used throughout.
     """
+    if not rows or any(ex.correct_action_id is None for ex in rows):
+        return
     for i, ex in enumerate(rows):
         if ex.correct_action_id is None:
             continue
