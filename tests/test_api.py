@@ -184,6 +184,9 @@ def test_decide_reward_loop_without_a_policy_is_uniform(api: Api) -> None:
     assert decision["action_id"] in ("refund", "card_lost") and decision["propensity"] == 0.5
     stored = api.store.get_record("decisions", "acme", decision["decision_id"])
     assert "<EMAIL>" in stored.context["text"]
+    # Logged over what it could choose, so learning and evaluation judge the served policy.
+    assert [a["id"] for a in stored.actions] == ["refund", "card_lost"]
+    assert (stored.attributes["excluded"], stored.attributes["excluded_count"]) == (["escalate"], 1)
 
     rid = decision["decision_id"]
     ok = api.client.post(f"/v1/decisions/{rid}/rewards", json={"value": 1.0}, headers=h)

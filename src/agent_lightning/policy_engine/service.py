@@ -138,7 +138,8 @@ class DecisionService:
                 version = self.version_selector(app_id, policy, request)
         model = self.load_version(policy, version) if policy and version else None
 
-        candidates = [a for a in request.actions if a.id not in set(request.exclude)]
+        excluded = set(request.exclude)
+        candidates = [a for a in request.actions if a.id not in excluded]
         if model is None:
             probabilities = {a.id: 1.0 / len(candidates) for a in candidates}
             with self._lock:
@@ -146,11 +147,18 @@ class DecisionService:
         else:
             probabilities, chosen = self._ask(model, request)
 
+        # The decision is logged over the actions it could choose: learning and off-policy
+        # evaluation then judge the policy that was served (an excluded action had no chance,
+        # and counting it would credit the policy with a choice it could not make).
+        attributes = request.attributes
+        if excluded:
+            gone = [a.id for a in request.actions if a.id in excluded]
+            attributes = {**attributes, "excluded": gone[:100], "excluded_count": len(gone)}
         record = DecisionIn(
             id=request.id,
             decision_point=request.decision_point,
             context=request.context,
-            actions=request.actions,
+            actions=candidates,
             action_id=chosen,
             propensity=max(probabilities[chosen], 1e-12),
             probabilities=probabilities,
@@ -158,7 +166,7 @@ class DecisionService:
             policy_version=version if model is not None else None,
             session_id=request.session_id,
             user_id=request.user_id,
-            attributes=request.attributes,
+            attributes=attributes,
         )
         result = self.pipeline.ingest_decisions(app_id, [record])
         if result.rejected:
@@ -183,7 +191,7 @@ class DecisionService:
         # A retry asks the same question. The same id at another decision point, or over other
         # actions, is another decision: answering with the stored one could name an action the
         # caller did not offer.
-        offered = [a.id for a in request.actions]
+        offered = [a.id for a in request.actions if a.id not in set(request.exclude)]
         if (
             done.decision_point != request.decision_point
             or [a.get("id") for a in done.actions] != offered
