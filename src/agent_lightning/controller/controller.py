@@ -20,6 +20,12 @@ A learning task, for one policy:
 
 A task that fails leaves the live version untouched and records why in the task record.
 
+Several servers may share one database. Learning tasks of one policy run one at a time across
+all of them (a lock in the database; the second finishes at once, saying so), and a version goes
+live only while the version it was gated against is still live (compare-and-set). Each task
+records the process running it (`result.runner`: host, pid, heartbeat), so a server that starts
+fails only the tasks of processes that are gone, not those other servers are running.
+
 Tasks run on a worker thread; the serving path never waits for them (it keeps answering from the
 live version, which is immutable). Triggers: `submit` (the API and SDK), `run` (the CLI, tests),
 and a scheduler that starts a task when a policy has `every_decisions` new settled decisions or
@@ -30,11 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -50,11 +58,39 @@ from agent_lightning.store import (
     new_id,
     utcnow,
 )
+from agent_lightning.store.store import LiveMoved
 
 if TYPE_CHECKING:  # the learning library is imported when a task runs, not at server start
     from agent_lightning.learning import IncrementalCandidate
 
 log = logging.getLogger("agent_lightning.controller")
+
+
+def _pid_namespace() -> str:
+    try:  # containers sharing a host name (host networking) still have their own pids
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+# Who runs a task: pids are only comparable on the same host and pid namespace; `boot` tells
+# this process from an earlier one that had the same pid (pid 1 in a restarted container).
+_HOST, _PIDNS, _BOOT = socket.gethostname(), _pid_namespace(), new_id()
+
+
+def _lock_name(app_id: str, policy_name: str) -> str:
+    """The database lock a learning task of this policy holds (see `Store.try_lock`)."""
+    return f"agl.learn {app_id} {policy_name}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is another user's
+        return True
+    return True
 
 
 class TaskError(Exception):
@@ -148,6 +184,7 @@ class LearningController:
         on_version: Any = None,
         version_cache: Any = None,
         rollouts: Any = None,
+        heartbeat_seconds: float = 30.0,
     ) -> None:
         self.store = store
         # The UpdatePublisher's hooks (`publisher.service.ControllerRollouts`), or None: while a
@@ -176,13 +213,18 @@ class LearningController:
         self._running_policies: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._last_run: dict[tuple[str, str], float] = {}
+        # Tasks this controller created and has not finished, whose heartbeat it keeps.
+        self.heartbeat_seconds = heartbeat_seconds
+        self._mine: set[str] = set()
+        self._beat: threading.Thread | None = None
+        # A heartbeat must not write a task's result back over its final one.
+        self._task_lock = threading.Lock()
+        self._last_sweep = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        failed = self.store.fail_interrupted_tasks()
-        if failed:
-            log.warning("%d task(s) were interrupted by a restart and marked failed", failed)
+        self._sweep()
         self._stop.clear()
         worker = threading.Thread(target=self._work, name="agl-learning-worker", daemon=True)
         worker.start()
@@ -193,6 +235,66 @@ class LearningController:
             )
             scheduler.start()
             self._threads.append(scheduler)
+
+    def _runner(self) -> dict[str, Any]:
+        return {
+            "host": _HOST,
+            "pidns": _PIDNS,
+            "pid": os.getpid(),
+            "boot": _BOOT,
+            "heartbeat": utcnow().isoformat(),
+        }
+
+    def _dead(self, task: Task) -> bool:
+        """Whether the process that runs `task` is gone: on this host, its pid is (or this
+        process is a later one); on any host, its heartbeat stopped (tasks recorded before
+        heartbeats: started or created that long ago)."""
+        runner = (task.result or {}).get("runner") or {}
+        try:
+            beat = datetime.fromisoformat(runner["heartbeat"])
+        except (KeyError, TypeError, ValueError):
+            beat = task.started_at or task.created_at
+        if beat.tzinfo is None:
+            beat = beat.replace(tzinfo=UTC)
+        if utcnow() - beat > timedelta(seconds=10 * self.heartbeat_seconds):
+            return True
+        if (runner.get("host"), runner.get("pidns")) != (_HOST, _PIDNS):
+            return False  # another server's: its heartbeat says when it is gone
+        if runner.get("pid") == os.getpid():
+            return runner.get("boot") != _BOOT
+        return not isinstance(runner.get("pid"), int) or not _pid_alive(runner["pid"])
+
+    def _sweep(self) -> None:
+        self._last_sweep = time.monotonic()
+        failed = self.store.fail_interrupted_tasks(self._dead)
+        if failed:
+            log.warning("%d task(s) whose server stopped while running them marked failed", failed)
+
+    def _track(self, task_id: str) -> None:
+        with self._lock:
+            self._mine.add(task_id)
+            if self._beat is None or not self._beat.is_alive():
+                self._beat = threading.Thread(
+                    target=self._heartbeat, name="agl-learning-heartbeat", daemon=True
+                )
+                self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            with self._lock:
+                ids = set(self._mine)
+                if not ids:
+                    self._beat = None
+                    return
+            try:
+                with self._task_lock:
+                    self.store.beat_tasks(ids, self._runner())
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.warning("could not record the learning tasks' heartbeat", exc_info=True)
+
+    def _update(self, task_id: str, **changes: Any) -> None:
+        with self._task_lock:
+            self.store.update_task(task_id, **changes)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -207,6 +309,8 @@ class LearningController:
         """Queue a task; returns its record at once (status `queued`)."""
         task, created = self._create(app_id, params, actor)
         if created:
+            if self._threads:  # a worker will run it: keep its heartbeat meanwhile
+                self._track(task.id)
             self._queue.put((app_id, task.id, params, actor))
         return task
 
@@ -214,6 +318,7 @@ class LearningController:
         """Run a task now, on this thread; returns the finished record."""
         task, created = self._create(app_id, params, actor)
         if created:
+            self._track(task.id)
             self._execute(app_id, task.id, params, actor)
         return self.store.get_task(app_id, task.id)
 
@@ -239,6 +344,7 @@ class LearningController:
                     app_id=app_id,
                     kind="learn",
                     params=dict(params),
+                    result={"runner": self._runner()},
                     created_by=actor.name,
                 )
             )
@@ -261,7 +367,10 @@ class LearningController:
             item = self._queue.get()
             if item is None:
                 return
-            self._execute(*item)
+            try:
+                self._execute(*item)
+            except Exception:  # noqa: BLE001 - e.g. the database was down: keep the worker
+                log.exception("learning task %s could not be run", item[1])
 
     def _execute(self, app_id: str, task_id: str, params: dict[str, Any], actor: Actor) -> None:
         key = (app_id, params["policy"])
@@ -270,26 +379,40 @@ class LearningController:
             if not busy:
                 self._running_policies.add(key)
         if busy:
-            self.store.update_task(
+            self._update(
                 task_id,
                 status="failed",
                 finished_at=utcnow(),
-                error="another learning task for this policy is running",
+                error="another learning task of this policy is running",
             )
+            with self._lock:
+                self._mine.discard(task_id)
             return
         started = time.monotonic()
-        self.store.update_task(task_id, status="running", started_at=utcnow())
         try:
-            result = self.learn(
-                app_id,
-                params["policy"],
-                force=bool(params.get("force")),
-                make_live=params.get("make_live", True),
-                max_examples=params.get("max_examples"),
-                actor=actor,
-            )
+            # Across servers: two tasks of one policy would train on the same data, and each
+            # version would be gated against the same parent.
+            with self.store.try_lock(_lock_name(app_id, params["policy"])) as free:
+                if not free:
+                    raise TaskError(
+                        "another learning task of this policy is running (on another server); "
+                        "the next task takes up what it leaves"
+                    )
+                self._update(task_id, status="running", started_at=utcnow())
+                result = self.learn(
+                    app_id,
+                    params["policy"],
+                    force=bool(params.get("force")),
+                    make_live=params.get("make_live", True),
+                    max_examples=params.get("max_examples"),
+                    actor=actor,
+                )
             result["duration_seconds"] = round(time.monotonic() - started, 3)
-            self.store.update_task(task_id, status="succeeded", result=result, finished_at=utcnow())
+            result["runner"] = self._runner()
+            # `error` too: a server that wrongly thought this task's process gone may have set it.
+            self._update(
+                task_id, status="succeeded", result=result, error=None, finished_at=utcnow()
+            )
             self.audit.record(
                 actor,
                 "task.finish",
@@ -306,7 +429,7 @@ class LearningController:
             message = str(exc) if isinstance(exc, TaskError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, TaskError):
                 log.exception("learning task %s failed", task_id)
-            self.store.update_task(task_id, status="failed", error=message, finished_at=utcnow())
+            self._update(task_id, status="failed", error=message, finished_at=utcnow())
             self.audit.record(
                 actor,
                 "task.finish",
@@ -320,6 +443,7 @@ class LearningController:
             with self._lock:
                 self._running_policies.discard(key)
                 self._last_run[key] = time.monotonic()
+                self._mine.discard(task_id)
 
     def learn(
         self,
@@ -420,7 +544,7 @@ class LearningController:
             }
         # The new version's data ends at `last_pk`: remember the evaluation window as of there.
         self._windows[(app_id, policy.name)] = (last_pk, evaluation)
-        version = self._register(
+        version, moved = self._register(
             policy,
             parent_row,
             candidate,
@@ -436,15 +560,19 @@ class LearningController:
         if via_rollout:
             started = self.rollouts.start(app_id, policy_name, version.version)
             rollout_id = getattr(started, "id", None)
-        return {
+        out = {
             **base,
             "registered": True,
             "version": version.version,
-            "live": make_live,
+            "live": make_live and moved is None,
             "rollout": rollout_id,
             "forced": force and not passed,
             "metrics": metrics,
         }
+        if moved is not None:
+            now = f"v{moved.live} went live" if moved.live is not None else "live was cleared"
+            out["reason"] = f"{now} meanwhile; the next task compares against it"
+        return out
 
     def _read(
         self, app_id: str, policy: Policy, after_pk: int, max_examples: int | None
@@ -554,32 +682,37 @@ class LearningController:
         make_live,
         forced,
         actor,
-    ) -> PolicyVersion:
+    ) -> tuple[PolicyVersion, LiveMoved | None]:
+        """Add the version; it goes live only over the version it was gated against (returns
+        why not, if another went live meanwhile: then it is kept, not live)."""
         first, last = examples[0].decision, examples[-1].decision
-        version = self.store.add_policy_version(
-            PolicyVersion(
-                id=new_id(),
-                policy_id=policy.id,
-                parent_version=parent_row.version if parent_row else None,
-                artifact=candidate.to_bytes(),
-                data_hash=data_hash(examples),
-                data_range={
-                    "from_pk": after_pk + 1,
-                    "to_pk": last_pk,
-                    "count": len(examples),
-                    "first_decision": first.id,
-                    "last_decision": last.id,
-                    "from": first.created_at.isoformat(),
-                    "to": last.created_at.isoformat(),
-                },
-                metrics=metrics,
-                notes="forced by the operator"
-                if forced and not metrics["gate"]["passed"]
-                else "passed the off-policy gate",
-                created_by=actor.name,
-            ),
-            make_live=make_live,
+        row = PolicyVersion(
+            id=new_id(),
+            policy_id=policy.id,
+            parent_version=parent_row.version if parent_row else None,
+            artifact=candidate.to_bytes(),
+            data_hash=data_hash(examples),
+            data_range={
+                "from_pk": after_pk + 1,
+                "to_pk": last_pk,
+                "count": len(examples),
+                "first_decision": first.id,
+                "last_decision": last.id,
+                "from": first.created_at.isoformat(),
+                "to": last.created_at.isoformat(),
+            },
+            metrics=metrics,
+            notes="forced by the operator"
+            if forced and not metrics["gate"]["passed"]
+            else "passed the off-policy gate",
+            created_by=actor.name,
         )
+        moved = None
+        try:
+            version = self.store.add_policy_version(row, make_live=make_live, over_parent=True)
+        except LiveMoved as exc:
+            moved, make_live = exc, False
+            version = self.store.add_policy_version(row, make_live=False)
         self.audit.record(
             actor,
             "policy_version.create",
@@ -598,7 +731,7 @@ class LearningController:
             self.version_cache.prime(policy.id, version.version, candidate)
         if make_live and self.on_version is not None:
             self.on_version(policy.app_id, policy.name, version.version)
-        return version
+        return version, moved
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -626,10 +759,16 @@ class LearningController:
     def _schedule(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
+                if time.monotonic() - self._last_sweep >= self.heartbeat_seconds:
+                    self._sweep()  # tasks of a server that stopped (its heartbeat is stale)
                 for app_id, name in self.due():
                     with self._lock:
                         if (app_id, name) in self._running_policies:
                             continue
+                    with self.store.try_lock(_lock_name(app_id, name)) as free:
+                        pass
+                    if not free:  # another server is learning it: no task bound to fail
+                        continue
                     self.submit(app_id, {"task": "learn", "policy": name})
                     self._last_run[(app_id, name)] = time.monotonic()
             except Exception:  # noqa: BLE001 - the scheduler must survive a bad tick

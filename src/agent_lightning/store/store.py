@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from agent_lightning.store.engine import create_store_engine, upgrade_schema
+from agent_lightning.store.engine import PG_LOCK_KEY, create_store_engine, upgrade_schema
 from agent_lightning.store.models import (
     ApiKey,
     App,
@@ -46,6 +46,14 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The write contradicts what is stored (an id reused with other content, a name taken)."""
+
+
+class LiveMoved(Conflict):
+    """A version was to go live over its parent, but another version is live now."""
+
+    def __init__(self, parent: int | None, live: int | None) -> None:
+        super().__init__(f"the live version is {live}, no longer the parent {parent}")
+        self.parent, self.live = parent, live
 
 
 def new_id(prefix: str = "") -> str:
@@ -138,6 +146,37 @@ class Store:
         """One transaction: committed on success, rolled back on any error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """Hold the lock `name` among every process sharing this database for the block; yields
+        False at once (holding nothing) when another holder has it.
+
+        PostgreSQL: a session advisory lock on a connection kept for the block, so no
+        transaction stays open however long the block runs; if the process dies, its
+        connection closes and the lock goes with it. SQLite has one writing process: yields
+        True, and callers guard their own threads.
+        """
+        if self.dialect != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            taken = connection.execute(
+                text(f"SELECT pg_try_advisory_lock({PG_LOCK_KEY})"), {"name": name}
+            ).scalar_one()
+            try:
+                yield bool(taken)
+            finally:
+                if taken:
+                    try:
+                        connection.execute(
+                            text(f"SELECT pg_advisory_unlock({PG_LOCK_KEY})"), {"name": name}
+                        )
+                    except Exception:  # noqa: BLE001 - the block's own outcome stands
+                        # Never pool a connection that may still hold the lock: closing it
+                        # releases the lock (a lost connection already did).
+                        connection.invalidate()
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (used by readiness)."""
@@ -330,6 +369,8 @@ class Store:
         ids = [row["id"] for row in rows if row["id"] not in generated_ids]
         outcomes: list[InsertOutcome] = []
         with self.session() as s:
+            if model is not Event:
+                self._lock_records(s, app_id, shared=True)  # see `_settled_ceiling`
             existing: dict[str, str] = {}
             for chunk in _chunks(ids, 500):
                 existing.update(
@@ -445,12 +486,21 @@ class Store:
         the last decision included (so the next task starts after it); a decision still inside its
         window stops the scan, keeping the data range contiguous.
 
+        On PostgreSQL, pks are numbered at insert but rows show at commit, so a decision may
+        commit after a higher-numbered one was read, and the next task (which starts after the
+        last pk) would never learn it. The scan therefore stops at a ceiling below which every
+        insert has committed (see `_settled_ceiling`): nothing is skipped, whatever the clocks
+        or the length of other transactions. SQLite has one writer, so pk order is commit order.
+
         With `newest=N`, returns instead the N most recent settled decisions up to `upto_pk`
         (the evaluation window of the off-policy gate); unsettled ones are skipped.
         """
         now = now or utcnow()
         app = self.get_app(app_id)
         window = timedelta(seconds=app.reward_wait_seconds)
+        if not newest and self.dialect == "postgresql":
+            ceiling = self._settled_ceiling(app_id)
+            upto_pk = ceiling if upto_pk is None else min(upto_pk, ceiling)
         with self.session() as s:
             query = select(Decision).where(
                 Decision.app_id == app_id,
@@ -522,6 +572,35 @@ class Store:
             last_pk = decision.pk
         return examples, last_pk
 
+    def _lock_records(self, s: Session, app_id: str, *, shared: bool) -> None:
+        """PostgreSQL: the app's decision and reward inserts take this lock shared, for their
+        whole transaction; `_settled_ceiling` takes it exclusively, which waits for them."""
+        if self.dialect == "postgresql":
+            mode = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+            s.execute(text(f"SELECT {mode}({PG_LOCK_KEY})"), {"name": f"agl.records {app_id}"})
+
+    def _settled_ceiling(self, app_id: str) -> int:
+        """The highest decision pk of the app below which every insert has committed (or never
+        will): every decision insert takes its pk while holding the app's records lock shared,
+        so once this takes it exclusively, no transaction numbered below the newest visible pk
+        is still open; one that starts later numbers its rows above it. Rewards are inserted
+        under the same lock, so every reward stamped before the scan's `now` is visible too.
+        The exclusive lock waits at most 10 s for open inserts (new ones wait behind it, for
+        as long as it takes to read one number)."""
+        try:
+            with self.session() as s:
+                s.execute(text("SET LOCAL lock_timeout = '10s'"))
+                self._lock_records(s, app_id, shared=False)
+                return int(
+                    s.scalar(select(func.max(Decision.pk)).where(Decision.app_id == app_id)) or 0
+                )
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            raise StoreError(
+                f"decisions of app {app_id!r} were still being stored after 10 s; try again"
+            ) from None
+
     def first_decision_after(
         self, app_id: str, decision_point: str, after_pk: int
     ) -> Decision | None:
@@ -589,14 +668,24 @@ class Store:
             select(Policy).where(Policy.app_id == app_id), Policy, cursor, limit, "asc"
         )
 
-    def add_policy_version(self, version: PolicyVersion, *, make_live: bool) -> PolicyVersion:
-        """Append an immutable version (numbered here, under the policy's row lock)."""
+    def add_policy_version(
+        self, version: PolicyVersion, *, make_live: bool, over_parent: bool = False
+    ) -> PolicyVersion:
+        """Append an immutable version (numbered here, under the policy's row lock).
+
+        With `over_parent`, going live is a compare-and-set: a version trained and gated against
+        its parent goes live only while the parent is still live; if another version went live
+        meanwhile (another server's task, an operator), `LiveMoved` is raised and nothing is
+        written, so the caller can add it without making it live.
+        """
         with self.session() as s:
             policy = s.scalar(
                 select(Policy).where(Policy.id == version.policy_id).with_for_update()
             )
             if policy is None:
                 raise NotFound("policy not found")
+            if make_live and over_parent and policy.live_version != version.parent_version:
+                raise LiveMoved(version.parent_version, policy.live_version)
             latest = s.scalar(
                 select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
             )
@@ -793,19 +882,36 @@ class Store:
             query = query.where(Task.created_at < filters.until)
         return self._page(query, Task, cursor, limit, order)
 
-    def fail_interrupted_tasks(self) -> int:
-        """Tasks left `running` by a crashed server can never finish; say so in their record."""
+    def fail_interrupted_tasks(self, dead: Callable[[Task], bool]) -> int:
+        """Tasks left `running` or `queued` by a server that stopped can never finish; say so
+        in their record. `dead(task)` says which: other servers sharing the database run their
+        own tasks, which must be left alone."""
         with self.session() as s:
-            result = s.execute(
-                update(Task)
+            # Rows are locked in pk order here and in `beat_tasks`: two servers never deadlock.
+            active = s.scalars(
+                select(Task)
                 .where(Task.status.in_(("running", "queued")))
-                .values(
-                    status="failed",
-                    error="the server stopped while this task was running; trigger it again",
-                    finished_at=utcnow(),
-                )
+                .order_by(Task.pk)
+                .with_for_update()
             )
-            return int(result.rowcount or 0)
+            doomed = [task for task in active if dead(task)]
+            for task in doomed:
+                task.status = "failed"
+                task.error = "the server stopped while this task was running; trigger it again"
+                task.finished_at = utcnow()
+            return len(doomed)
+
+    def beat_tasks(self, ids: Collection[str], runner: dict[str, Any]) -> None:
+        """Record in `result.runner` that `runner` is still running (or about to run) the
+        tasks `ids`; finished tasks are left as they are."""
+        with self.session() as s:
+            for task in s.scalars(
+                select(Task)
+                .where(Task.id.in_(list(ids)), Task.status.in_(("running", "queued")))
+                .order_by(Task.pk)
+                .with_for_update()
+            ):
+                task.result = {**(task.result or {}), "runner": runner}
 
     # -- erasure and retention ------------------------------------------------------------------
 
