@@ -260,6 +260,18 @@ def test_bench_and_demo_refuse_a_negative_seed_or_no_learning_interval(tmp_path:
         assert f"Invalid value for {flag}" in result.output and "Traceback" not in result.output
 
 
+def test_serve_with_a_database_it_cannot_open_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    # It opened the database inside uvicorn: a server that was down printed ~180 lines.
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://postgres@127.0.0.1:1/nothing-listens-here"
+    result = runner.invoke(cli, ["serve", "--database-url", url])
+    assert result.exit_code == 1
+    assert "cannot open the database" in result.output and "Traceback" not in result.output
+
+
 def test_serve_applies_the_projects_settings_file(tmp_path: Path, monkeypatch) -> None:
     # `init` writes config/agent-lightning.yaml; nothing read it, so edits to it did nothing.
     import uvicorn

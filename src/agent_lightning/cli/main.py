@@ -161,16 +161,18 @@ def serve(
     if database_url:
         os.environ["AGL_DATABASE_URL"] = database_url
     _settings(database_url)
-    if project is not None and config is not None:
-        from agent_lightning.cli.project import apply_project_config
+    # Open the database here, where a wrong URL, a server that is down or a missing driver is a
+    # one-line error (inside uvicorn it is a page of traceback); this also migrates it.
+    store = _store(database_url)
+    try:
+        if project is not None and config is not None:
+            from agent_lightning.cli.project import apply_project_config
 
-        store = _store(database_url)
-        try:
             changes = apply_project_config(store, project, str(config))
-        finally:
-            store.close()
-        summary = "; ".join(changes) if changes else "already in effect"
-        console.print(f"{escape(str(config))}: app {escape(project.app)}, {escape(summary)}")
+            summary = "; ".join(changes) if changes else "already in effect"
+            console.print(f"{escape(str(config))}: app {escape(project.app)}, {escape(summary)}")
+    finally:
+        store.close()
     if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
         err.print(
             f"[bold yellow]warning:[/] listening on {host} without TLS: tokens and customer "
