@@ -265,6 +265,7 @@ def test_serve_with_a_database_it_cannot_open_is_one_line(tmp_path: Path, monkey
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setenv("AGL_DATABASE_URL", "")  # serve sets it; undone after the test
     monkeypatch.chdir(tmp_path)
     url = "postgresql://postgres@127.0.0.1:1/nothing-listens-here"
     result = runner.invoke(cli, ["serve", "--database-url", url])
@@ -277,7 +278,7 @@ def test_serve_applies_the_projects_settings_file(tmp_path: Path, monkeypatch) -
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start, do not serve
-    monkeypatch.delenv("AGL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AGL_DATABASE_URL", "")  # serve sets it; undone after the test
     project = tmp_path / "support-bot"
     assert runner.invoke(cli, ["init", str(project)]).exit_code == 0
     config = project / "config" / "agent-lightning.yaml"
