@@ -125,3 +125,16 @@ def record(
     result = pipeline.ingest_rewards(app_id, rewards)
     assert not result.rejected, result.rejected[:1]
     return [d["id"] for d in decisions]
+
+
+def sse_events(response: Any) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of a server-sent event stream (an httpx streaming response)."""
+    event, data = None, []
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and event:
+            yield event, "\n".join(data)
+            event, data = None, []

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 from pub_seed import APP, POLICY, seed_policy
+from pub_seed import sse_events as _events
 
 from agent_lightning.config import Settings
 from agent_lightning.security.audit import Actor, AuditLog
@@ -57,18 +58,6 @@ def _token(base: str, store: Store, roles: list[str]) -> str:
         },
     )
     return response.json()["access_token"]
-
-
-def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
-    event, data = None, []
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif line == "" and event:
-            yield event, "\n".join(data)
-            event, data = None, []
 
 
 def test_the_stream_pushes_the_manifest_when_a_rollout_starts(server) -> None:

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.runtime.test_policy_spec import problems
 from typer.testing import CliRunner
 
 from agent_lightning.cli import app as cli
-from agent_lightning.runtime import PolicySpecError, parse_policy_spec
+from agent_lightning.runtime import parse_policy_spec
 from agent_lightning.runtime.config import load_runtime_config
 from agent_lightning.runtime.service import ServiceConfigError, create_runtime_app
 
@@ -39,12 +40,6 @@ intents:
 rules:
   - {contains: ["speak to a human"], intent: Escalate}
 """
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(PolicySpecError) as info:
-        parse_policy_spec(text, "support.yaml")
-    return [str(p) for p in info.value.problems]
 
 
 # -- values that would silently change behaviour ---------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from tests.conftest import Api, migrated_sqlite_url
 from tests.publisher.pub_seed import APP, POLICY, seed_policy
+from tests.publisher.pub_seed import sse_events as _events
 
 from agent_lightning.config import Settings
 from agent_lightning.security.audit import Actor, AuditLog, to_dict
@@ -149,18 +150,6 @@ def serve(tmp_path: Path, monkeypatch) -> Iterator[Callable[..., tuple[str, Stor
         srv.should_exit = True
         thread.join(timeout=10)
         store.close()
-
-
-def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
-    event, data = None, []
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif line == "" and event:
-            yield event, "\n".join(data)
-            event, data = None, []
 
 
 def _stream_ends_after(base: str, headers: dict, cut: Callable[[], None]) -> list[str]:

@@ -140,7 +140,7 @@ def serve(
 
     import uvicorn
 
-    from agent_lightning.cli.project import CONFIG_PATH, ProjectConfigError, load_project_config
+    from agent_lightning.cli.project import CONFIG_PATH, load_project_config
 
     if config is not None and not config.is_file():
         raise fail(f"--config: {config} does not exist")
@@ -149,7 +149,7 @@ def serve(
     if config is not None:
         try:
             project = load_project_config(config)
-        except (ProjectConfigError, ValueError) as exc:
+        except ValueError as exc:  # ProjectConfigError, or YAML that does not parse
             raise fail(str(exc)) from None
         if project.database_url and not database_url and not os.environ.get("AGL_DATABASE_URL"):
             database_url = project.database_url

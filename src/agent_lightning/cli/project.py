@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+
+from agent_lightning.security.retention import KINDS, MAX_DAYS
+from agent_lightning.store import AGGREGATIONS
+
+if TYPE_CHECKING:
+    from agent_lightning.store import Store
 
 TEMPLATES = ("blank",)
 CONFIG_PATH = Path("config/agent-lightning.yaml")
@@ -92,10 +98,11 @@ class RewardSettings(BaseModel):
 
     wait_seconds: StrictFloat | StrictInt = Field(3600, ge=0, le=365 * 86400)
     default: StrictFloat | StrictInt = 0.0
-    aggregation: Literal["sum", "earliest", "last"] = "sum"
+    aggregation: Literal[AGGREGATIONS] = "sum"  # type: ignore[valid-type]
 
 
-Kind = Literal["events", "decisions", "rewards", "spans", "policy_versions"]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
+Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
 
 
 class ProjectConfig(BaseModel):
@@ -104,7 +111,7 @@ class ProjectConfig(BaseModel):
     app: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._\-]+$")
     database_url: str | None = Field(None, min_length=1)
     reward: RewardSettings | None = None
-    retention_days: dict[Kind, StrictInt] | None = None
+    retention_days: dict[Kind, Days] | None = None
 
 
 def load_project_config(path: Path) -> ProjectConfig:
@@ -120,22 +127,18 @@ def load_project_config(path: Path) -> ProjectConfig:
         config = ProjectConfig.model_validate(data if data is not None else {})
     except ValidationError as exc:
         raise ProjectConfigError("\n".join(validation_problems(exc, node, str(path)))) from None
-    for kind, days in (config.retention_days or {}).items():
-        if not 1 <= days <= 36_500:
-            raise ProjectConfigError(f"{path}: retention_days.{kind}: must be 1 to 36500 days")
     return config
 
 
-def apply_project_config(store: object, config: ProjectConfig, source: str) -> list[str]:
+def apply_project_config(store: Store, config: ProjectConfig, source: str) -> list[str]:
     """Create the app if needed and set what the file names; one line per change made.
 
     Each change is audited with the file as its actor, so the log says where it came from.
     """
     from agent_lightning.security import retention
     from agent_lightning.security.audit import Actor, AuditLog
-    from agent_lightning.store import Store, app_settings
+    from agent_lightning.store import app_settings
 
-    assert isinstance(store, Store)
     audit, actor = AuditLog(store), Actor(source, "system", config.app)
     changed: list[str] = []
     store.ensure_app(config.app)

@@ -42,23 +42,24 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
 from agent_lightning.security.audit import SYSTEM, Actor, AuditLog
 from agent_lightning.store import (
+    LiveMoved,
     NotFound,
     Policy,
     PolicyVersion,
     Store,
     Task,
     TrainingExample,
+    as_utc,
     new_id,
     utcnow,
 )
-from agent_lightning.store.store import LiveMoved
 
 if TYPE_CHECKING:  # the learning library is imported when a task runs, not at server start
     from agent_lightning.learning import IncrementalCandidate
@@ -254,9 +255,7 @@ class LearningController:
             beat = datetime.fromisoformat(runner["heartbeat"])
         except (KeyError, TypeError, ValueError):
             beat = task.started_at or task.created_at
-        if beat.tzinfo is None:
-            beat = beat.replace(tzinfo=UTC)
-        if utcnow() - beat > timedelta(seconds=10 * self.heartbeat_seconds):
+        if utcnow() - as_utc(beat) > timedelta(seconds=10 * self.heartbeat_seconds):
             return True
         if (runner.get("host"), runner.get("pidns")) != (_HOST, _PIDNS):
             return False  # another server's: its heartbeat says when it is gone
@@ -603,10 +602,7 @@ class LearningController:
         if first is None:
             return "no new decisions since the live version"
         wait = self.store.get_app(app_id).reward_wait_seconds
-        created = first.created_at
-        if created.tzinfo is None:  # SQLite gives naive datetimes back; they are UTC
-            created = created.replace(tzinfo=UTC)
-        settles = created + timedelta(seconds=wait)
+        settles = as_utc(first.created_at) + timedelta(seconds=wait)
         return (
             "no new settled decisions since the live version: learning reads decisions in "
             f"order, and the oldest new one ({first.id}) waits for its reward until "

@@ -101,6 +101,23 @@ def _text(content: Any) -> str:
     return ""
 
 
+def parse_variants(raw: Any) -> tuple[Variant, ...]:
+    """A policy spec's `variants`: a list of variants with distinct ids (ValueError otherwise,
+    naming the entry). Checked when the policy is created and again when a call applies it."""
+    if not isinstance(raw, list):
+        raise ValueError("variants: must be a list")
+    out: list[Variant] = []
+    for index, item in enumerate(raw):
+        try:
+            variant = Variant.parse(item)
+        except ValueError as exc:
+            raise ValueError(f"variants[{index}]: {exc}") from None
+        if any(v.id == variant.id for v in out):
+            raise ValueError(f"variants[{index}]: id {variant.id!r} appears twice")
+        out.append(variant)
+    return tuple(out)
+
+
 def last_user_text(request: dict[str, Any]) -> str:
     for message in reversed(request.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
@@ -208,19 +225,12 @@ class PolicyApplier:
         except DecisionRejected as exc:
             if exc.reason != "id_conflict" or decision_id is None:
                 raise
-            # Another replica decided for this session first, with other context: use theirs.
+            # Another replica decided for this session first, or the variants changed since:
+            # keep the session's decision.
             from agent_lightning.policy_engine import DecisionOutcome
 
             done = self.state.store.get_record("decisions", app_id, decision_id)
-            return DecisionOutcome(
-                done.id,
-                done.action_id,
-                done.propensity,
-                dict(done.probabilities),
-                done.policy_name,
-                done.policy_version,
-                "duplicate",
-            )
+            return DecisionOutcome.stored(done)
 
     async def _policy(self, app_id: str, name: str) -> tuple[Any, tuple[Variant, ...]] | None:
         key = (app_id, name)
@@ -232,7 +242,7 @@ class PolicyApplier:
         variants: tuple[Variant, ...] = ()
         if policy is not None:
             try:
-                variants = tuple(Variant.parse(v) for v in (policy.spec or {}).get("variants", []))
+                variants = parse_variants((policy.spec or {}).get("variants", []))
             except ValueError as exc:
                 log.warning(
                     "policy %r of app %r: bad variants (%s); not applied", name, app_id, exc

@@ -34,6 +34,19 @@ class DecisionOutcome:
     policy_version: int | None
     status: str = "created"
 
+    @classmethod
+    def stored(cls, decision: Any) -> DecisionOutcome:
+        """The outcome of a decision already stored (a retry gets it back, not a new sample)."""
+        return cls(
+            decision.id,
+            decision.action_id,
+            decision.propensity,
+            dict(decision.probabilities),
+            decision.policy_name,
+            decision.policy_version,
+            "duplicate",
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "decision_id": self.decision_id,
@@ -191,7 +204,8 @@ class DecisionService:
         # A retry asks the same question. The same id at another decision point, or over other
         # actions, is another decision: answering with the stored one could name an action the
         # caller did not offer.
-        offered = [a.id for a in request.actions if a.id not in set(request.exclude)]
+        excluded = set(request.exclude)
+        offered = [a.id for a in request.actions if a.id not in excluded]
         if (
             done.decision_point != request.decision_point
             or [a.get("id") for a in done.actions] != offered
@@ -202,15 +216,7 @@ class DecisionService:
                 f"{done.decision_point!r} over other actions; a retry sends the same request, "
                 "a new decision needs a new id",
             )
-        return DecisionOutcome(
-            done.id,
-            done.action_id,
-            done.propensity,
-            dict(done.probabilities),
-            done.policy_name,
-            done.policy_version,
-            "duplicate",
-        )
+        return DecisionOutcome.stored(done)
 
     def _ask(self, model: Any, request: RankRequest) -> tuple[dict[str, float], str]:
         from agent_lightning.learning import Action

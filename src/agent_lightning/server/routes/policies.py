@@ -132,21 +132,13 @@ def create_policy(
 
 def _check_variants(raw: Any) -> None:
     """The gateway's prompt variants, refused here rather than ignored when a call comes."""
-    from agent_lightning.gateway.policy import Variant
+    from agent_lightning.gateway.policy import parse_variants
 
-    if not isinstance(raw, list) or not raw:
-        raise APIError(422, "invalid_spec", "spec: variants: must be a non-empty list")
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        try:
-            variant = Variant.parse(item)
-        except ValueError as exc:
-            raise APIError(422, "invalid_spec", f"spec: variants[{index}]: {exc}") from None
-        if variant.id in seen:
-            raise APIError(
-                422, "invalid_spec", f"spec: variants[{index}]: id {variant.id!r} appears twice"
-            )
-        seen.add(variant.id)
+    try:
+        if not parse_variants(raw):
+            raise ValueError("variants: must be a non-empty list")
+    except ValueError as exc:
+        raise APIError(422, "invalid_spec", f"spec: {exc}") from None
 
 
 @router.get("/policies/{name}", summary="One policy")
